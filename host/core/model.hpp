@@ -1,0 +1,83 @@
+// Workflow definitions as the YAML loader produces them and the scheduler consumes them (seed 003 TaskDefinition).
+#pragma once
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ork {
+
+using json = nlohmann::json;
+
+// Where a definition came from, for error messages: file:line:column.
+struct SourceLoc {
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
+
+struct Parallelism {
+  enum class Kind { None, Static, CountRef, ForEach };
+  Kind kind = Kind::None;
+  int count = 0;    // Static
+  std::string ref;  // CountRef / ForEach: "<task>.<field>[.<field>...]"
+};
+
+struct Resources {
+  int64_t cpu_millis = 0;  // 0 = executor default
+  int64_t memory_mb = 0;
+};
+
+// An env value: a literal (may hold {{ task.field }} references) or a secret-manager reference.
+struct EnvValue {
+  std::string value;
+  std::optional<std::string> secret;
+};
+
+struct SecretFile {
+  std::string name, secret, path;
+};
+
+enum class OnFailure { Skip, Run };
+
+struct TaskDefinition {
+  std::string name;
+  std::string executor;  // the runtime: shell | python | rust | cpp | dbt... (YAML `executor:`)
+  std::string worker;    // executor plugin's logical name from plugins.yaml (YAML `worker:`); empty = default
+  std::optional<std::string> file, config_file, command, function, image;
+  json input = json::object();
+  std::vector<std::string> depends_on;
+  int timeout_seconds = 3600;
+  int retries = 0;
+  int retry_delay_seconds = 0;
+  Parallelism parallel;  // `parallel:` or `foreach:`
+  std::optional<int> concurrency;
+  Resources resources;
+  std::map<std::string, EnvValue> env;
+  std::vector<SecretFile> secrets;
+  OnFailure on_failure = OnFailure::Skip;
+  std::optional<std::string> output_type;
+  bool validate_output = true;
+  SourceLoc loc;
+};
+
+struct WorkflowDefinition {
+  std::string name;
+  std::optional<std::string> schedule;
+  std::vector<TaskDefinition> tasks;  // in file order
+  json types = json::object();
+  json imports = json::array();
+  std::string base_dir;     // absolute directory the workflow's relative paths resolve against
+  std::string source_file;  // absolute path of the YAML file, "" when loaded from a string
+
+  const TaskDefinition* find(const std::string& task) const;
+};
+
+void to_json(json& j, const TaskDefinition& t);
+void from_json(const json& j, TaskDefinition& t);
+void to_json(json& j, const WorkflowDefinition& w);
+void from_json(const json& j, WorkflowDefinition& w);
+
+}  // namespace ork

@@ -1,0 +1,80 @@
+#include "util.hpp"
+
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <random>
+#include <stdexcept>
+
+namespace ork {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string format_time(int64_t ms) {
+  int64_t secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
+  int rem = static_cast<int>(ms - secs * 1000);
+  std::time_t t = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, rem);
+  return buf;
+}
+
+int64_t parse_time(const std::string& s) {
+  int Y, M, D, h, m, sec;
+  int n = 0;
+  if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%n", &Y, &M, &D, &h, &m, &sec, &n) != 6)
+    throw std::invalid_argument("not an RFC 3339 timestamp: '" + s + "'");
+  size_t i = static_cast<size_t>(n);
+  int64_t frac_ms = 0;
+  if (i < s.size() && s[i] == '.') {
+    int digits = 0;
+    ++i;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
+      if (digits < 3) frac_ms = frac_ms * 10 + (s[i] - '0');
+      ++digits;
+      ++i;
+    }
+    for (int d = digits; d < 3; ++d) frac_ms *= 10;
+  }
+  int64_t offset_s = 0;
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+    int oh = 0, om = 0;
+    if (std::sscanf(s.c_str() + i + 1, "%2d:%2d", &oh, &om) != 2)
+      throw std::invalid_argument("bad timestamp offset: '" + s + "'");
+    offset_s = (oh * 3600 + om * 60) * (s[i] == '+' ? 1 : -1);
+  } else if (i >= s.size() || (s[i] != 'Z' && s[i] != 'z')) {
+    throw std::invalid_argument("timestamp without zone: '" + s + "'");
+  }
+  std::tm tm{};
+  tm.tm_year = Y - 1900;
+  tm.tm_mon = M - 1;
+  tm.tm_mday = D;
+  tm.tm_hour = h;
+  tm.tm_min = m;
+  tm.tm_sec = sec;
+  int64_t epoch = static_cast<int64_t>(timegm(&tm));
+  return (epoch - offset_s) * 1000 + frac_ms;
+}
+
+std::string new_uuid() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  uint64_t a = rng(), b = rng();
+  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  char buf[37];
+  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
+                static_cast<unsigned>((a >> 16) & 0xffff), static_cast<unsigned>(a & 0xffff),
+                static_cast<unsigned>(b >> 48), static_cast<unsigned long long>(b & 0xffffffffffffULL));
+  return buf;
+}
+
+std::string now_str() { return format_time(now_ms()); }
+
+}  // namespace ork
