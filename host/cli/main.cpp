@@ -1,0 +1,279 @@
+// ork-host: loads plugins.yaml, runs workflows (`run`), serves the engine (`serve`), lists plugins, validates YAML.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "core/util.hpp"
+#include "loader/plugin_loader.hpp"
+#include "scheduler/engine.hpp"
+#include "workflow/workflow_loader.hpp"
+
+namespace fs = std::filesystem;
+using ork::json;
+
+namespace {
+
+struct Options {
+  std::string plugins_file;
+  std::string home;
+  bool verbose = false;
+};
+
+std::string default_home() {
+  const char* h = std::getenv("ORK_HOME");
+  return fs::absolute(h && *h ? h : ".ork").string();
+}
+
+ork::PluginsConfig plugins_config(const Options& o) {
+  if (!o.plugins_file.empty()) return ork::load_plugins_config(o.plugins_file);
+  std::string home = o.home.empty() ? default_home() : fs::absolute(o.home).string();
+  if (fs::exists(home + "/plugins.yaml")) return ork::load_plugins_config(home + "/plugins.yaml");
+  fs::create_directories(home);
+  return ork::default_plugins_config(home);
+}
+
+std::string fnv1a_hex(const std::string& s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::vector<std::string> worker_command() {
+  if (const char* w = std::getenv("ORK_WORKER_BIN"); w && *w) return {w};
+  return {(boost::dll::program_location().parent_path() / "ork-worker").string()};
+}
+
+json parse_inputs(const std::vector<std::string>& kvs) {
+  json in = json::object();
+  for (const auto& kv : kvs) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos) throw std::runtime_error("--input expects key=value, got '" + kv + "'");
+    std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
+    try {
+      in[k] = json::parse(v);  // numbers, booleans, JSON objects
+    } catch (...) {
+      in[k] = v;
+    }
+  }
+  return in;
+}
+
+// Prints one line per task/run status change: the live progress of `ork-host run`.
+void print_event(const ork::EngineEvent& ev) {
+  const json& d = ev.data;
+  std::string t = ork::now_str().substr(11, 12);
+  if (ev.kind == "task") {
+    std::string status = d.value("status", "");
+    std::string line = "[" + t + "] " + d.value("task_name", "") + " " + status;
+    int attempt = d.value("attempt", 0), max = d.value("max_retries", 0);
+    if (attempt > 0 && (max > 0 || attempt > 1)) line += " (attempt " + std::to_string(attempt) + "/" + std::to_string(max + 1) + ")";
+    if (d.contains("error") && d["error"].is_object() && status != "success")
+      line += ": " + d["error"].value("message", std::string());
+    std::cout << line << std::endl;
+  } else {
+    std::cout << "[" << t << "] run " << d.value("run_id", "") << " " << d.value("status", "") << std::endl;
+  }
+}
+
+// The engine and everything it needs, wired in the right order (plugins outlive the engine).
+struct Host {
+  boost::asio::io_context io;
+  std::atomic<ork::Engine*> engine{nullptr};
+  std::unique_ptr<ork::PluginRegistry> plugins;
+  std::unique_ptr<ork::Engine> eng;
+
+  explicit Host(const Options& o) {
+    plugins = std::make_unique<ork::PluginRegistry>(plugins_config(o), [this](const std::string& name, const json& ev) {
+      if (auto* e = engine.load()) e->notify(name, ev);
+    });
+    ork::EngineConfig cfg = ork::EngineConfig::from_env();
+    char hn[256] = {0};
+    gethostname(hn, sizeof hn - 1);
+    cfg.host_id = std::string(hn) + "-" + std::to_string(getpid()) + "-" + ork::new_uuid().substr(0, 4);
+    cfg.worker_command = worker_command();
+    eng = std::make_unique<ork::Engine>(io, *plugins, cfg);
+    engine = eng.get();
+  }
+  ~Host() {
+    engine = nullptr;
+    eng.reset();
+  }
+};
+
+std::string deploy_file(ork::Engine& eng, const std::string& path) {
+  ork::WorkflowDefinition wf = ork::load_workflow_file(path);
+  eng.deploy(wf, fnv1a_hex(json(wf).dump()));
+  return wf.name;
+}
+
+int cmd_run(const Options& o, const std::string& file, const std::vector<std::string>& inputs) {
+  Host h(o);
+  std::string name = deploy_file(*h.eng, file);
+  std::string run_id;
+  int exit_code = 1;
+  h.eng->on_event([&](const ork::EngineEvent& ev) {
+    print_event(ev);
+    if (ev.kind == "run" && ev.data.value("run_id", "") == run_id) {
+      std::string s = ev.data.value("status", "");
+      if (s == "success" || s == "failed" || s == "cancelled") {
+        exit_code = s == "success" ? 0 : (s == "cancelled" ? 130 : 1);
+        h.io.stop();
+      }
+    }
+  });
+  boost::asio::signal_set signals(h.io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int) {
+    if (ec) return;
+    std::cout << "cancelling run " << run_id << std::endl;
+    h.eng->cancel_run(run_id);
+  });
+  std::cout << "run of workflow " << name << std::endl;
+  run_id = h.eng->start_run(name, parse_inputs(inputs), "manual");
+  std::cout << "run id " << run_id << std::endl;
+  if (h.eng->active_runs() > 0) h.io.run();
+  auto run = h.plugins->state().get_run({{"id", run_id}});
+  auto tasks = h.plugins->state().get_task_runs({{"run_id", run_id}});
+  std::cout << "\nrun " << run_id << ": " << (run ? run->value("status", "?") : "?") << "\n";
+  for (const auto& t : tasks["tasks"]) {
+    std::cout << "  " << t.value("task_name", "") << ": " << t.value("status", "");
+    if (t["output"].is_null() == false) std::cout << "  output " << t["output"].dump();
+    if (t["error"].is_object() && t.value("status", "") != "success") std::cout << "  error " << t["error"].dump();
+    std::cout << "\n";
+  }
+  if (run) exit_code = (*run)["status"] == "success" ? 0 : exit_code == 0 ? 1 : exit_code;
+  return exit_code;
+}
+
+int cmd_serve(const Options& o, const std::vector<std::string>& start, bool exit_when_idle) {
+  Host h(o);
+  spdlog::info("ork-host serving (state: {}, objects: {}, executors: {})", h.plugins->state().name(),
+               h.plugins->objects().name(), h.plugins->executors().size());
+  h.eng->on_event([&](const ork::EngineEvent& ev) {
+    spdlog::info("{} {}", ev.kind, ev.data.dump());
+    if (exit_when_idle && ev.kind == "run" && h.eng->active_runs() <= 1) {
+      std::string s = ev.data.value("status", "");
+      if (s == "success" || s == "failed" || s == "cancelled")
+        boost::asio::post(h.io, [&] {
+          if (h.eng->active_runs() == 0) h.io.stop();
+        });
+    }
+  });
+  boost::asio::signal_set signals(h.io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    spdlog::info("signal {}: releasing leases and stopping", sig);
+    h.eng->stop();
+    h.io.stop();
+  });
+  h.eng->resume_all();
+  for (const auto& f : start) {
+    std::string name = deploy_file(*h.eng, f);
+    std::cout << "started run " << h.eng->start_run(name, json::object(), "manual") << std::endl;
+  }
+  if (exit_when_idle && h.eng->active_runs() == 0) return 0;
+  h.io.run();
+  return 0;
+}
+
+int cmd_plugins(const Options& o) {
+  Host h(o);
+  std::printf("%-9s %-12s %-12s %-9s %-5s %s\n", "KIND", "NAME", "PLUGIN", "VERSION", "ABI", "LIBRARY");
+  for (const auto* p : h.plugins->all()) {
+    std::string name = p->name();
+    if (auto* e = dynamic_cast<const ork::ExecutorProxy*>(p); e && e->is_default) name += "*";
+    std::printf("%-9s %-12s %-12s %-9s %-5s %s\n", p->kind().c_str(), name.c_str(), p->plugin_name().c_str(),
+                p->version().c_str(), p->abi().c_str(), p->path().c_str());
+  }
+  std::printf("(* default executor; host ABI %d.%d; config %s)\n", ORK_ABI_MAJOR, ORK_ABI_MINOR,
+              h.plugins->config().source.c_str());
+  return 0;
+}
+
+int cmd_validate(const std::string& file) {
+  ork::WorkflowDefinition wf = ork::load_workflow_file(file);
+  std::cout << file << ": ok (workflow " << wf.name << ", " << wf.tasks.size() << " tasks)\n";
+  return 0;
+}
+
+int cmd_status(const Options& o, const std::string& run_id) {
+  Host h(o);
+  auto run = h.plugins->state().get_run({{"id", run_id}});
+  if (!run) {
+    std::cerr << "no run " << run_id << "\n";
+    return 1;
+  }
+  json out = *run;
+  out["tasks"] = h.plugins->state().get_task_runs({{"run_id", run_id}})["tasks"];
+  std::cout << out.dump(2) << "\n";
+  return 0;
+}
+
+int cmd_runs(const Options& o) {
+  Host h(o);
+  auto res = h.plugins->state().list_runs({{"limit", 50}});
+  for (const auto& r : res["runs"])
+    std::printf("%s  %-20s %-10s %s\n", r.value("id", "").c_str(), r.value("workflow_name", "").c_str(),
+                r.value("status", "").c_str(), r.value("created_at", "").c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt("ork"));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  CLI::App app{"ork-host: the Ork workflow orchestrator host"};
+  app.require_subcommand(1);
+  Options o;
+  app.add_option("--plugins", o.plugins_file, "plugins.yaml to load (default: $ORK_HOME/plugins.yaml or the embedded default)");
+  app.add_option("--home", o.home, "state folder for the embedded default (default: $ORK_HOME or ./.ork)");
+  app.add_flag("-v,--verbose", o.verbose, "debug logging");
+
+  std::string file, run_id;
+  std::vector<std::string> inputs, start;
+  bool exit_when_idle = false;
+  auto* run = app.add_subcommand("run", "run a workflow once with live progress; exit code 0 only on success");
+  run->add_option("workflow", file, "workflow YAML file")->required();
+  run->add_option("--input", inputs, "run input key=value (repeatable)");
+  auto* serve = app.add_subcommand("serve", "run the engine; resumes unfinished runs");
+  serve->add_option("--start", start, "deploy this workflow and start a run of it (repeatable)");
+  serve->add_flag("--exit-when-idle", exit_when_idle, "exit once no run is active");
+  auto* plugins = app.add_subcommand("plugins", "list the loaded plugins: kind, name, version, ABI");
+  auto* validate = app.add_subcommand("validate", "check a workflow YAML file");
+  validate->add_option("workflow", file, "workflow YAML file")->required();
+  auto* status = app.add_subcommand("status", "print a run and its tasks as JSON");
+  status->add_option("run_id", run_id)->required();
+  auto* runs = app.add_subcommand("runs", "list recent runs");
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(o.verbose ? spdlog::level::debug : spdlog::level::info);
+
+  try {
+    if (*run) return cmd_run(o, file, inputs);
+    if (*serve) return cmd_serve(o, start, exit_when_idle);
+    if (*plugins) return cmd_plugins(o);
+    if (*validate) return cmd_validate(file);
+    if (*status) return cmd_status(o, run_id);
+    if (*runs) return cmd_runs(o);
+  } catch (const ork::WorkflowError& e) {
+    std::cerr << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}

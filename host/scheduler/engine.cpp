@@ -1,0 +1,742 @@
+#include "scheduler/engine.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/asio/post.hpp>
+#include <cstdlib>
+#include <regex>
+#include <set>
+
+#include "core/util.hpp"
+
+namespace ork {
+namespace asio = boost::asio;
+
+namespace {
+
+bool is_terminal(const std::string& s) {
+  return s == "success" || s == "failed" || s == "skipped" || s == "cancelled";
+}
+bool is_active(const std::string& s) { return s == "dispatched" || s == "running"; }
+
+int64_t env_ms(const char* name, int64_t def) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return def;
+  char* end = nullptr;
+  long long n = std::strtoll(v, &end, 10);
+  return (end && *end == '\0' && n >= 0) ? n : def;
+}
+
+int64_t time_or(const json& j, const char* field, int64_t def) {
+  if (!j.contains(field) || !j[field].is_string()) return def;
+  try {
+    return parse_time(j[field].get<std::string>());
+  } catch (...) {
+    return def;
+  }
+}
+
+json error_obj(const std::string& type, const std::string& message, json details = nullptr) {
+  return {{"type", type}, {"message", message}, {"details", std::move(details)}};
+}
+
+std::optional<json> lookup(const json& scope, const std::string& path) {
+  const json* cur = &scope;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t dot = path.find('.', start);
+    std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (cur->is_object() && cur->contains(part)) {
+      cur = &(*cur)[part];
+    } else if (cur->is_array() && !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit) &&
+               std::stoul(part) < cur->size()) {
+      cur = &(*cur)[std::stoul(part)];
+    } else {
+      return std::nullopt;
+    }
+    if (dot == std::string::npos) break;
+    start = dot + 1;
+  }
+  return *cur;
+}
+
+}  // namespace
+
+json resolve_templates(const json& value, const json& scope) {
+  static const std::regex ref(R"(\{\{\s*([A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*)\s*\}\})");
+  if (value.is_object()) {
+    json out = json::object();
+    for (auto it = value.begin(); it != value.end(); ++it) out[it.key()] = resolve_templates(it.value(), scope);
+    return out;
+  }
+  if (value.is_array()) {
+    json out = json::array();
+    for (const auto& e : value) out.push_back(resolve_templates(e, scope));
+    return out;
+  }
+  if (!value.is_string()) return value;
+  const std::string& s = value.get_ref<const std::string&>();
+  if (s.find("{{") == std::string::npos) return value;
+  std::smatch m;
+  if (std::regex_match(s, m, ref)) {
+    auto v = lookup(scope, m[1].str());
+    if (!v) throw std::runtime_error("unresolved reference '{{ " + m[1].str() + " }}'");
+    return *v;
+  }
+  std::string out;
+  auto begin = s.cbegin();
+  for (std::sregex_iterator it(s.begin(), s.end(), ref), end; it != end; ++it) {
+    out.append(begin, s.cbegin() + it->position());
+    auto v = lookup(scope, (*it)[1].str());
+    if (!v) throw std::runtime_error("unresolved reference '{{ " + (*it)[1].str() + " }}'");
+    out += v->is_string() ? v->get<std::string>() : v->dump();
+    begin = s.cbegin() + it->position() + it->length();
+  }
+  out.append(begin, s.cend());
+  return out;
+}
+
+EngineConfig EngineConfig::from_env() {
+  EngineConfig c;
+  c.lease_ttl_ms = env_ms("ORK_LEASE_TTL_MS", c.lease_ttl_ms);
+  c.heartbeat_timeout_ms = env_ms("ORK_HEARTBEAT_TIMEOUT_MS", c.heartbeat_timeout_ms);
+  c.heartbeat_interval_ms = env_ms("ORK_HEARTBEAT_INTERVAL_MS", c.heartbeat_interval_ms);
+  c.start_timeout_ms = env_ms("ORK_START_TIMEOUT_MS", c.start_timeout_ms);
+  c.cancel_grace_ms = env_ms("ORK_CANCEL_GRACE_MS", c.cancel_grace_ms);
+  return c;
+}
+
+struct Engine::TaskState {
+  json row;
+  const TaskDefinition* def = nullptr;
+  std::unique_ptr<asio::steady_timer> timer;
+  int64_t armed_at = 0;
+  int64_t last_heartbeat = 0;  // newest heartbeat seen in status.json (ms)
+  bool pushed = false;         // the executor will push this attempt's end (false after a re-attach)
+  std::string id() const { return row["id"]; }
+  std::string status() const { return row["status"]; }
+  int attempt() const { return row.value("attempt", 0); }
+};
+
+struct Engine::RunState {
+  json run;
+  WorkflowDefinition wf;
+  std::vector<std::unique_ptr<TaskState>> tasks;  // in seq order
+  std::map<std::string, std::vector<TaskState*>> by_name;
+  std::unique_ptr<asio::steady_timer> lease_timer;
+  bool finishing = false;
+  std::string id() const { return run["id"]; }
+  TaskState* task(const std::string& id) {
+    for (auto& t : tasks)
+      if (t->id() == id) return t.get();
+    return nullptr;
+  }
+};
+
+Engine::Engine(asio::io_context& io, PluginRegistry& plugins, EngineConfig cfg)
+    : io_(io), plugins_(plugins), cfg_(std::move(cfg)), alive_(std::make_shared<bool>(true)) {
+  if (cfg_.host_id.empty()) cfg_.host_id = "ork-host-" + new_uuid().substr(0, 8);
+}
+
+Engine::~Engine() {
+  *alive_ = false;
+  stop();
+}
+
+json Engine::deploy(const WorkflowDefinition& wf, const std::string& version) {
+  json rec{{"name", wf.name},
+           {"definition", wf},
+           {"schedule", wf.schedule ? json(*wf.schedule) : json(nullptr)},
+           {"version", version}};
+  return plugins_.state().put_workflow(rec);
+}
+
+std::string Engine::start_run(const std::string& workflow_name, const json& input, const std::string& triggered_by) {
+  auto wf_rec = plugins_.state().get_workflow({{"name", workflow_name}});
+  if (!wf_rec) throw std::runtime_error("workflow '" + workflow_name + "' is not deployed");
+  WorkflowDefinition wf = (*wf_rec)["definition"].get<WorkflowDefinition>();
+  std::string run_id = new_uuid(), now = now_str();
+  json run{{"id", run_id},          {"workflow_id", (*wf_rec)["id"]}, {"workflow_name", workflow_name},
+           {"workflow_version", (*wf_rec)["version"]},                {"status", "pending"},
+           {"triggered_by", triggered_by},                            {"input", input.is_object() ? input : json::object()},
+           {"owner", nullptr},      {"lease_expires", nullptr},       {"error", nullptr},
+           {"started_at", nullptr}, {"finished_at", nullptr},         {"created_at", now}};
+  json tasks = json::array();
+  int seq = 0;
+  for (const auto& def : wf.tasks) {
+    if (def.parallel.kind != Parallelism::Kind::None)
+      throw std::runtime_error("task '" + def.name + "': parallel/foreach fan-out is not supported by this scheduler yet");
+    json task_input = def.input;
+    tasks.push_back({{"id", new_uuid()},          {"run_id", run_id},         {"task_name", def.name},
+                     {"status", "pending"},        {"attempt", 0},             {"max_retries", def.retries},
+                     {"parallel_index", nullptr},  {"parallel_count", nullptr}, {"executor", def.worker},
+                     {"executor_id", nullptr},     {"input", task_input},      {"output", nullptr},
+                     {"error", nullptr},           {"not_before", nullptr},    {"heartbeat_at", nullptr},
+                     {"dispatched_at", nullptr},   {"started_at", nullptr},    {"finished_at", nullptr},
+                     {"created_at", now},          {"seq", seq++}});
+  }
+  plugins_.state().create_run({{"run", run}, {"tasks", tasks}});
+  auto lease = plugins_.state().acquire_lease({{"run_id", run_id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
+  if (lease.value("acquired", false)) {
+    run["owner"] = cfg_.host_id;
+    adopt(run, true);
+  }
+  return run_id;
+}
+
+void Engine::resume_all() {
+  auto res = plugins_.state().list_runs({{"status", {"pending", "running"}}, {"limit", 100000}});
+  for (const auto& run : res["runs"]) {
+    std::string id = run["id"];
+    if (runs_.count(id)) continue;
+    auto lease = plugins_.state().acquire_lease({{"run_id", id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
+    if (!lease.value("acquired", false)) continue;
+    spdlog::info("resuming run {} of workflow {}", id, run.value("workflow_name", ""));
+    adopt(run, false);
+  }
+}
+
+void Engine::adopt(json run, bool fresh) {
+  auto r = std::make_unique<RunState>();
+  std::string id = run["id"];
+  auto wf_rec = plugins_.state().get_workflow({{"name", run["workflow_name"]}});
+  if (!wf_rec) {
+    plugins_.state().update_run({{"id", id},
+                                 {"set",
+                                  {{"status", "failed"},
+                                   {"finished_at", now_str()},
+                                   {"error", error_obj("workflow_missing", "workflow was deleted")}}}});
+    plugins_.state().release_lease({{"run_id", id}, {"owner", cfg_.host_id}});
+    return;
+  }
+  r->wf = (*wf_rec)["definition"].get<WorkflowDefinition>();
+  r->run = std::move(run);
+  auto rows = plugins_.state().get_task_runs({{"run_id", id}});
+  for (auto& row : rows["tasks"]) {
+    auto t = std::make_unique<TaskState>();
+    t->row = row;
+    t->def = r->wf.find(row["task_name"]);
+    t->timer = std::make_unique<asio::steady_timer>(io_);
+    r->by_name[row["task_name"]].push_back(t.get());
+    r->tasks.push_back(std::move(t));
+  }
+  r->lease_timer = std::make_unique<asio::steady_timer>(io_);
+  RunState& rs = *r;
+  runs_[id] = std::move(r);
+  if (rs.run["status"] == "pending") {
+    std::string now = now_str();
+    if (plugins_.state().update_run({{"id", id}, {"set", {{"status", "running"}, {"started_at", now}}}, {"expect", {{"status", "pending"}}}})
+            .value("updated", false)) {
+      rs.run["status"] = "running";
+      rs.run["started_at"] = now;
+      emit_run(rs);
+    }
+  }
+  renew_lease(id);
+  // Re-attach attempts that were in flight when the previous owner stopped: their executor may not push to us.
+  for (auto& t : rs.tasks) {
+    if (!is_active(t->status())) continue;
+    if (t->row["executor_id"].is_string()) by_executor_id_[t->row["executor_id"]] = {id, t->id()};
+    t->pushed = fresh;
+    t->last_heartbeat = time_or(t->row, "heartbeat_at", time_or(t->row, "dispatched_at", now_ms()));
+    check_task(rs, *t);
+    if (!find_run(id)) return;
+  }
+  advance(rs);
+}
+
+Engine::RunState* Engine::find_run(const std::string& run_id) {
+  auto it = runs_.find(run_id);
+  return it == runs_.end() ? nullptr : it->second.get();
+}
+
+void Engine::renew_lease(const std::string& run_id) {
+  RunState* r = find_run(run_id);
+  if (!r) return;
+  r->lease_timer->expires_after(std::chrono::milliseconds(std::max<int64_t>(cfg_.lease_ttl_ms / 3, 10)));
+  r->lease_timer->async_wait([this, run_id, alive = alive_](const boost::system::error_code& ec) {
+    if (ec || !*alive) return;
+    try {
+      auto res = plugins_.state().renew_lease({{"run_id", run_id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
+      if (!res.value("renewed", false)) {
+        spdlog::warn("lost the lease on run {}; another host owns it now", run_id);
+        drop_run(run_id);
+        return;
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("renewing lease on run {}: {}", run_id, e.what());
+    }
+    renew_lease(run_id);
+  });
+}
+
+void Engine::drop_run(const std::string& run_id) {
+  auto it = runs_.find(run_id);
+  if (it == runs_.end()) return;
+  for (auto& t : it->second->tasks) {
+    t->timer->cancel();
+    if (t->row["executor_id"].is_string()) by_executor_id_.erase(t->row["executor_id"].get<std::string>());
+  }
+  it->second->lease_timer->cancel();
+  runs_.erase(it);
+}
+
+void Engine::stop() {
+  std::vector<std::string> ids;
+  for (auto& [id, r] : runs_) ids.push_back(id);
+  for (auto& id : ids) {
+    try {
+      plugins_.state().release_lease({{"run_id", id}, {"owner", cfg_.host_id}});
+    } catch (const std::exception& e) {
+      spdlog::warn("releasing lease on run {}: {}", id, e.what());
+    }
+    drop_run(id);
+  }
+}
+
+void Engine::advance(RunState& r) {
+  if (r.finishing) return;
+  std::string run_id = r.id();
+  bool cancelled = r.run["status"] == "cancelled";
+  bool any_active = false;
+  for (auto& tp : r.tasks) {
+    TaskState& t = *tp;
+    std::string st = t.status();
+    if (is_active(st)) {
+      any_active = true;
+      continue;
+    }
+    if (st != "pending") continue;
+    if (cancelled) {
+      set_task_terminal(r, t, "skipped", error_obj("cancelled", "run was cancelled"));
+      continue;
+    }
+    bool ready = true, upstream_failed = false;
+    std::vector<std::string> deps = t.def ? t.def->depends_on : std::vector<std::string>{};
+    for (const auto& d : deps) {
+      for (TaskState* u : r.by_name[d]) {
+        std::string us = u->status();
+        if (!is_terminal(us)) ready = false;
+        else if (us != "success") upstream_failed = true;
+      }
+    }
+    if (!t.def) {
+      set_task_terminal(r, t, "failed", error_obj("spec_error", "task is no longer in the workflow definition"));
+      continue;
+    }
+    if (upstream_failed && t.def->on_failure == OnFailure::Skip) {
+      set_task_terminal(r, t, "skipped", error_obj("upstream_failed", "an upstream task failed"));
+      continue;
+    }
+    if (!ready) {
+      any_active = true;
+      continue;
+    }
+    int64_t nb = time_or(t.row, "not_before", 0);
+    any_active = true;
+    if (nb > now_ms()) {
+      arm(r, t, nb);
+      continue;
+    }
+    dispatch(r, t);
+    if (!find_run(run_id)) return;
+  }
+  if (!any_active) {
+    for (auto& t : r.tasks)
+      if (!is_terminal(t->status())) return;  // something changed under us; a later event advances again
+    finish_run(r);
+  }
+}
+
+json Engine::build_input(const RunState& r, const TaskState& t, json* upstream) const {
+  json input = t.row["input"].is_object() ? t.row["input"] : json::object();
+  json scope = json::object();
+  scope["input"] = r.run["input"];
+  *upstream = json::object();
+  for (const auto& d : t.def->depends_on) {
+    auto it = r.by_name.find(d);
+    json out = nullptr;
+    if (it != r.by_name.end() && !it->second.empty()) {
+      const TaskState* u = it->second.front();
+      if (u->status() == "success") out = u->row["output"];
+    }
+    (*upstream)[d] = out;
+    scope[d] = out;
+  }
+  input = resolve_templates(input, scope);
+  for (auto it = r.run["input"].begin(); r.run["input"].is_object() && it != r.run["input"].end(); ++it)
+    input[it.key()] = it.value();
+  for (auto it = upstream->begin(); it != upstream->end(); ++it) input[it.key()] = it.value();
+  return input;
+}
+
+void Engine::dispatch(RunState& r, TaskState& t) {
+  const TaskDefinition& def = *t.def;
+  ExecutorProxy* ex = plugins_.executor(def.worker);
+  if (!ex) {
+    set_task_terminal(r, t, "failed",
+                      error_obj("spec_error", "no executor plugin named '" + def.worker + "' in " + plugins_.config().source));
+    return;
+  }
+  auto acq = plugins_.state().try_acquire_task({{"run_id", r.id()}, {"id", t.id()}});
+  if (!acq.value("acquired", false)) {
+    auto rows = plugins_.state().get_task_runs({{"run_id", r.id()}});
+    for (auto& row : rows["tasks"])
+      if (row["id"] == t.row["id"]) t.row = row;
+    return;
+  }
+  t.row = acq["task"];
+  t.pushed = ex->poll_interval_ms() == 0;
+  emit_task(r, t);
+  std::string base = "runs/" + r.id() + "/" + t.id() + "/";
+  std::string spec_key = base + "spec.json";
+  json upstream, input, env = json::object();
+  try {
+    input = build_input(r, t, &upstream);
+    json scope = upstream;
+    scope["input"] = r.run["input"];
+    for (const auto& [k, v] : def.env) {
+      if (v.secret) throw std::runtime_error("env " + k + ": secret references need a secret manager (not configured)");
+      env[k] = resolve_templates(json(v.value), scope);
+      if (!env[k].is_string()) env[k] = env[k].dump();
+    }
+  } catch (const std::exception& e) {
+    fail_attempt(r, t, error_obj("input_error", e.what()), false);
+    return;
+  }
+  json spec{{"task_id", t.id()},
+            {"run_id", r.id()},
+            {"task_name", def.name},
+            {"workflow_name", r.wf.name},
+            {"executor", def.executor},
+            {"file", def.file ? json(*def.file) : json(nullptr)},
+            {"command", def.command ? json(*def.command) : json(nullptr)},
+            {"function", def.function ? json(*def.function) : json(nullptr)},
+            {"config_file", def.config_file ? json(*def.config_file) : json(nullptr)},
+            {"image", def.image ? json(*def.image) : json(nullptr)},
+            {"base_dir", r.wf.base_dir},
+            {"input", input},
+            {"upstream", upstream},
+            {"env", env},
+            {"timeout_seconds", def.timeout_seconds},
+            {"parallel_index", t.row["parallel_index"]},
+            {"parallel_count", t.row["parallel_count"]},
+            {"attempt", t.attempt()},
+            {"created_at", now_str()},
+            {"output_key", base + "output.json"},
+            {"status_key", base + "status.json"},
+            {"log_key", base + "logs/attempt-" + std::to_string(t.attempt()) + ".log"}};
+  json exec_env{{"ORK_TASK_SPEC_PATH", spec_key},
+                {"ORK_OBJECT_STORE", plugins_.object_store_ref().dump()},
+                {"ORK_HEARTBEAT_INTERVAL_MS", std::to_string(cfg_.heartbeat_interval_ms)}};
+  json exec_cfg{{"task_id", t.id()},
+                {"run_id", r.id()},
+                {"task_name", def.name},
+                {"workflow_name", r.wf.name},
+                {"attempt", t.attempt()},
+                {"runtime", def.executor},
+                {"spec_key", spec_key},
+                {"timeout_seconds", def.timeout_seconds},
+                {"resources", {{"cpu_millis", def.resources.cpu_millis}, {"memory_mb", def.resources.memory_mb}}},
+                {"worker_command", cfg_.worker_command},
+                {"image", def.image ? json(*def.image) : json(nullptr)},
+                {"env", exec_env}};
+  std::string executor_id;
+  try {
+    plugins_.objects().del(base + "status.json");
+    plugins_.objects().put_json(spec_key, spec);
+    executor_id = ex->dispatch(exec_cfg).at("executor_id").get<std::string>();
+  } catch (const std::exception& e) {
+    fail_attempt(r, t, error_obj("dispatch_error", e.what()), false);
+    return;
+  }
+  by_executor_id_[executor_id] = {r.id(), t.id()};
+  update_task(r, t, {{"executor_id", executor_id}, {"executor", ex->name()}});
+  t.last_heartbeat = now_ms();
+  check_task(r, t);
+}
+
+void Engine::arm(RunState& r, TaskState& t, int64_t at_ms) {
+  int64_t delay = std::max<int64_t>(at_ms - now_ms(), 0);
+  t.armed_at = at_ms;
+  t.timer->expires_after(std::chrono::milliseconds(delay));
+  std::string run_id = r.id(), task_id = t.id();
+  t.timer->async_wait([this, run_id, task_id, alive = alive_](const boost::system::error_code& ec) {
+    if (ec || !*alive) return;
+    RunState* rs = find_run(run_id);
+    if (!rs) return;
+    TaskState* ts = rs->task(task_id);
+    if (!ts) return;
+    try {
+      if (ts->status() == "pending")
+        advance(*rs);
+      else
+        check_task(*rs, *ts);
+    } catch (const std::exception& e) {
+      spdlog::error("run {} task {}: {}", run_id, ts->row.value("task_name", ""), e.what());
+      if (find_run(run_id)) arm(*rs, *ts, now_ms() + 1000);
+    }
+  });
+}
+
+// Looks at one in-flight attempt and arms its next deadline: start timeout, execution timeout, heartbeat staleness,
+// or (for executors that cannot push, and attempts re-attached after a restart) the next status check.
+void Engine::check_task(RunState& r, TaskState& t) {
+  if (!is_active(t.status())) return;
+  std::string run_id = r.id();
+  int64_t now = now_ms();
+  ExecutorProxy* ex = plugins_.executor(t.row.value("executor", std::string()));
+  uint32_t poll = ex ? ex->poll_interval_ms() : 0;
+  if (poll > 0 && t.row["executor_id"].is_string()) {
+    try {
+      auto st = ex->status({{"executor_id", t.row["executor_id"]}});
+      std::string s = st.value("state", "unknown");
+      if (s != "unknown") {
+        on_executor_state(r, t, s, st);
+        if (!find_run(run_id) || !is_active(t.status())) return;
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("executor status for task {}: {}", t.row.value("task_name", ""), e.what());
+    }
+  }
+  if (!t.pushed || poll > 0 || now - t.last_heartbeat >= cfg_.heartbeat_timeout_ms ||
+      (t.status() == "dispatched" && now - time_or(t.row, "dispatched_at", now) >= cfg_.start_timeout_ms)) {
+    if (read_worker_status(r, t)) return;  // the attempt ended
+    if (!find_run(run_id)) return;
+  }
+  int64_t dispatched = time_or(t.row, "dispatched_at", now);
+  int64_t started = time_or(t.row, "started_at", dispatched);
+  int64_t timeout_ms = int64_t(t.def ? t.def->timeout_seconds : 3600) * 1000;
+  if (t.status() == "dispatched" && now - dispatched >= cfg_.start_timeout_ms) {
+    fail_attempt(r, t, error_obj("start_timeout", "job never started"), true);
+    return;
+  }
+  if (now - started >= timeout_ms) {
+    fail_attempt(r, t, error_obj("timeout", "execution timeout", {{"timeout_seconds", timeout_ms / 1000}}), true);
+    return;
+  }
+  if (t.status() == "running" && now - t.last_heartbeat >= cfg_.heartbeat_timeout_ms) {
+    fail_attempt(r, t, error_obj("heartbeat", "heartbeat timeout", {{"last_heartbeat", format_time(t.last_heartbeat)}}),
+                 true);
+    return;
+  }
+  int64_t next = started + timeout_ms;
+  next = std::min(next, t.last_heartbeat + cfg_.heartbeat_timeout_ms);
+  if (t.status() == "dispatched") next = std::min(next, dispatched + cfg_.start_timeout_ms);
+  if (!t.pushed) next = std::min(next, now + cfg_.heartbeat_interval_ms);
+  if (poll > 0) next = std::min<int64_t>(next, now + poll);
+  arm(r, t, std::max(next, now + 1));
+}
+
+// Reads status.json of the current attempt. Returns true when it showed a finished attempt (and handled it).
+bool Engine::read_worker_status(RunState& r, TaskState& t) {
+  std::string base = "runs/" + r.id() + "/" + t.id() + "/";
+  std::optional<json> st;
+  try {
+    st = plugins_.objects().get_json(base + "status.json");
+  } catch (const std::exception& e) {
+    spdlog::warn("reading status of task {}: {}", t.row.value("task_name", ""), e.what());
+    return false;
+  }
+  if (!st || st->value("attempt", t.attempt()) != t.attempt()) return false;
+  int64_t hb = time_or(*st, "heartbeat", 0);
+  if (hb > t.last_heartbeat) t.last_heartbeat = hb;
+  std::string s = st->value("status", "");
+  if (s == "running") {
+    if (t.status() == "dispatched") {
+      update_task(r, t, {{"status", "running"}, {"started_at", st->value("started_at", now_str())}});
+      emit_task(r, t);
+    }
+    return false;
+  }
+  if (s == "success") {
+    std::optional<json> out;
+    try {
+      out = plugins_.objects().get_json(base + "output.json");
+    } catch (const std::exception& e) {
+      fail_attempt(r, t, error_obj("invalid_output", e.what()), false);
+      return true;
+    }
+    complete_success(r, t, out ? *out : json(nullptr));
+    return true;
+  }
+  if (s == "failed") {
+    json err = st->contains("error") && (*st)["error"].is_object() ? (*st)["error"]
+                                                                   : error_obj("failed", "task failed");
+    if (t.row.contains("_cancel_requested")) {
+      set_task_terminal(r, t, "cancelled", error_obj("cancelled", "cancelled by user"));
+      return true;
+    }
+    fail_attempt(r, t, err, false);
+    return true;
+  }
+  return false;
+}
+
+void Engine::notify(const std::string& executor_name, const json& event) {
+  asio::post(io_, [this, executor_name, event, alive = alive_] {
+    if (!*alive) return;
+    std::string eid = event.value("executor_id", "");
+    auto it = by_executor_id_.find(eid);
+    if (it == by_executor_id_.end()) return;
+    auto [run_id, task_id] = it->second;
+    RunState* r = find_run(run_id);
+    if (!r) return;
+    TaskState* t = r->task(task_id);
+    if (!t || t->row["executor_id"] != eid) return;
+    try {
+      on_executor_state(*r, *t, event.value("state", ""), event);
+    } catch (const std::exception& e) {
+      spdlog::error("handling {} event for task {}: {}", executor_name, t->row.value("task_name", ""), e.what());
+    }
+  });
+}
+
+void Engine::on_executor_state(RunState& r, TaskState& t, const std::string& state, const json& ev) {
+  if (!is_active(t.status())) return;
+  if (state == "running") {
+    if (t.status() == "dispatched") {
+      update_task(r, t, {{"status", "running"}, {"started_at", now_str()}});
+      emit_task(r, t);
+    }
+    return;
+  }
+  if (state != "succeeded" && state != "failed" && state != "cancelled") return;
+  std::string run_id = r.id();
+  if (t.row["executor_id"].is_string()) by_executor_id_.erase(t.row["executor_id"].get<std::string>());
+  if (read_worker_status(r, t)) return;
+  if (!find_run(run_id) || !is_active(t.status())) return;
+  if (state == "cancelled" || t.row.contains("_cancel_requested")) {
+    set_task_terminal(r, t, "cancelled", error_obj("cancelled", "cancelled by user"));
+    return;
+  }
+  json details{{"exit_code", ev.value("exit_code", json(nullptr))}};
+  if (ev.contains("message")) details["message"] = ev["message"];
+  fail_attempt(r, t, error_obj("worker_crashed", "worker exited without reporting a result", details), false);
+}
+
+bool Engine::update_task(RunState& r, TaskState& t, json set) {
+  json expect{{"status", t.row["status"]}, {"attempt", t.row["attempt"]}};
+  auto res = plugins_.state().update_task_run({{"run_id", r.id()}, {"id", t.id()}, {"set", set}, {"expect", expect}});
+  if (!res.value("updated", false)) {
+    spdlog::warn("task {} changed under us (status {} attempt {})", t.row.value("task_name", ""), t.status(), t.attempt());
+    return false;
+  }
+  for (auto it = set.begin(); it != set.end(); ++it) t.row[it.key()] = it.value();
+  return true;
+}
+
+void Engine::complete_success(RunState& r, TaskState& t, const json& output) {
+  t.timer->cancel();
+  if (!update_task(r, t, {{"status", "success"}, {"output", output}, {"error", nullptr}, {"finished_at", now_str()}}))
+    return;
+  emit_task(r, t);
+  advance(r);
+}
+
+void Engine::fail_attempt(RunState& r, TaskState& t, const json& error, bool cancel_executor) {
+  t.timer->cancel();
+  if (cancel_executor && t.row["executor_id"].is_string()) {
+    if (ExecutorProxy* ex = plugins_.executor(t.row.value("executor", std::string()))) {
+      try {
+        ex->cancel({{"executor_id", t.row["executor_id"]}, {"grace_ms", cfg_.cancel_grace_ms}});
+      } catch (const std::exception& e) {
+        spdlog::warn("cancelling task {}: {}", t.row.value("task_name", ""), e.what());
+      }
+    }
+  }
+  if (t.row["executor_id"].is_string()) by_executor_id_.erase(t.row["executor_id"].get<std::string>());
+  int max_retries = t.row.value("max_retries", 0);
+  if (t.attempt() <= max_retries && r.run["status"] != "cancelled") {
+    int64_t delay = int64_t(t.def ? t.def->retry_delay_seconds : 0) * 1000;
+    if (!update_task(r, t, {{"status", "pending"}, {"error", error}, {"executor_id", nullptr},
+                            {"not_before", format_time(now_ms() + delay)}, {"finished_at", now_str()}}))
+      return;
+    spdlog::info("task {} attempt {} failed ({}); retrying in {} ms", t.row.value("task_name", ""), t.attempt(),
+                 error.value("message", ""), delay);
+    emit_task(r, t);
+  } else {
+    set_task_terminal(r, t, "failed", error);
+  }
+  advance(r);
+}
+
+void Engine::set_task_terminal(RunState& r, TaskState& t, const std::string& status, const json& error) {
+  t.timer->cancel();
+  if (!update_task(r, t, {{"status", status}, {"error", error}, {"finished_at", now_str()}})) return;
+  emit_task(r, t);
+}
+
+void Engine::finish_run(RunState& r) {
+  r.finishing = true;
+  std::string status = r.run["status"] == "cancelled" ? "cancelled" : "success";
+  json error = nullptr;
+  if (status != "cancelled") {
+    for (auto& t : r.tasks)
+      if (t->status() == "failed") {
+        status = "failed";
+        error = error_obj("task_failed", "task '" + t->row["task_name"].get<std::string>() + "' failed",
+                          {{"task", t->row["task_name"]}, {"error", t->row["error"]}});
+        break;
+      }
+  }
+  std::string id = r.id();
+  json set{{"status", status}, {"finished_at", now_str()}};
+  if (!error.is_null()) set["error"] = error;
+  plugins_.state().update_run({{"id", id}, {"set", set}});
+  for (auto it = set.begin(); it != set.end(); ++it) r.run[it.key()] = it.value();
+  emit_run(r);
+  plugins_.state().release_lease({{"run_id", id}, {"owner", cfg_.host_id}});
+  drop_run(id);
+}
+
+void Engine::cancel_run(const std::string& run_id) {
+  RunState* r = find_run(run_id);
+  if (!r) {
+    auto run = plugins_.state().get_run({{"id", run_id}});
+    if (!run) throw std::runtime_error("no run " + run_id);
+    if (is_terminal((*run)["status"])) return;
+    throw std::runtime_error("run " + run_id + " is owned by " + run->value("owner", std::string("another host")));
+  }
+  plugins_.state().update_run({{"id", run_id}, {"set", {{"status", "cancelled"}}}});
+  r->run["status"] = "cancelled";
+  for (auto& t : r->tasks) {
+    if (!is_active(t->status())) continue;
+    t->row["_cancel_requested"] = true;
+    if (ExecutorProxy* ex = plugins_.executor(t->row.value("executor", std::string()))) {
+      try {
+        if (t->row["executor_id"].is_string())
+          ex->cancel({{"executor_id", t->row["executor_id"]}, {"grace_ms", cfg_.cancel_grace_ms}});
+      } catch (const std::exception& e) {
+        spdlog::warn("cancelling task {}: {}", t->row.value("task_name", ""), e.what());
+      }
+    }
+  }
+  advance(*r);
+}
+
+void Engine::emit_task(const RunState& r, const TaskState& t) {
+  EngineEvent ev{"task",
+                 {{"run_id", r.run["id"]},
+                  {"workflow_name", r.run["workflow_name"]},
+                  {"task_id", t.row["id"]},
+                  {"task_name", t.row["task_name"]},
+                  {"status", t.row["status"]},
+                  {"attempt", t.row["attempt"]},
+                  {"max_retries", t.row["max_retries"]},
+                  {"error", t.row.value("error", json(nullptr))},
+                  {"output", t.row.value("output", json(nullptr))}}};
+  for (auto& l : listeners_) l(ev);
+}
+
+void Engine::emit_run(const RunState& r) {
+  EngineEvent ev{"run",
+                 {{"run_id", r.run["id"]},
+                  {"workflow_name", r.run["workflow_name"]},
+                  {"status", r.run["status"]},
+                  {"error", r.run.value("error", json(nullptr))}}};
+  for (auto& l : listeners_) l(ev);
+}
+
+}  // namespace ork

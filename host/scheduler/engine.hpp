@@ -1,0 +1,96 @@
+// The backend-neutral scheduler engine: runs workflow DAGs through the StateStore, ObjectStore and Executor proxies,
+// on one io_context, driven by executor events and deadline timers only (no polling loop).
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/model.hpp"
+#include "loader/plugin_loader.hpp"
+
+namespace ork {
+
+struct EngineConfig {
+  std::string host_id;                     // lease owner id; unique per process
+  int64_t lease_ttl_ms = 60000;            // run lease; renewed every ttl/3
+  int64_t heartbeat_timeout_ms = 60000;    // stale heartbeat fails the attempt
+  int64_t heartbeat_interval_ms = 10000;   // what workers are told; also the re-attach watch period
+  int64_t start_timeout_ms = 300000;       // a dispatched job that never starts fails
+  int64_t cancel_grace_ms = 10000;         // SIGTERM → SIGKILL grace passed to executors
+  std::vector<std::string> worker_command; // how executors start ork-worker
+  static EngineConfig from_env();          // defaults overridden by ORK_* environment variables
+};
+
+// A run or task status change, for progress output and (later) the API's event stream.
+struct EngineEvent {
+  std::string kind;  // "run" | "task"
+  json data;         // run: {run_id, workflow_name, status, error}; task: {run_id, task_id, task_name, status, attempt, error}
+};
+
+class Engine {
+ public:
+  Engine(boost::asio::io_context& io, PluginRegistry& plugins, EngineConfig cfg);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Stores (creates or updates) a workflow definition; returns the stored record.
+  json deploy(const WorkflowDefinition& wf, const std::string& version);
+  // Creates a run of a deployed workflow with all its task rows (atomically) and starts driving it. Returns run id.
+  std::string start_run(const std::string& workflow_name, const json& input, const std::string& triggered_by);
+  // Takes over every unfinished run whose lease is free or expired (after a restart) and drives it to the end.
+  void resume_all();
+  // Cancels a run: running attempts are cancelled through their executor, pending tasks skipped.
+  void cancel_run(const std::string& run_id);
+  // Entry point for executor notify events; thread-safe (posts onto the io_context).
+  void notify(const std::string& executor_name, const json& event);
+  // Drops every in-memory run (releasing leases) — shutdown.
+  void stop();
+
+  void on_event(std::function<void(const EngineEvent&)> fn) { listeners_.push_back(std::move(fn)); }
+  size_t active_runs() const { return runs_.size(); }
+
+ private:
+  struct TaskState;
+  struct RunState;
+
+  void adopt(json run, bool fresh);
+  void advance(RunState& r);
+  void dispatch(RunState& r, TaskState& t);
+  void check_task(RunState& r, TaskState& t);
+  void arm(RunState& r, TaskState& t, int64_t at_ms);
+  void on_executor_state(RunState& r, TaskState& t, const std::string& state, const json& ev);
+  bool read_worker_status(RunState& r, TaskState& t);
+  void complete_success(RunState& r, TaskState& t, const json& output);
+  void fail_attempt(RunState& r, TaskState& t, const json& error, bool cancel_executor);
+  bool update_task(RunState& r, TaskState& t, json set);
+  void set_task_terminal(RunState& r, TaskState& t, const std::string& status, const json& error);
+  void finish_run(RunState& r);
+  void renew_lease(const std::string& run_id);
+  void drop_run(const std::string& run_id);
+  json build_input(const RunState& r, const TaskState& t, json* upstream) const;
+  void emit_task(const RunState& r, const TaskState& t);
+  void emit_run(const RunState& r);
+  RunState* find_run(const std::string& run_id);
+
+  boost::asio::io_context& io_;
+  PluginRegistry& plugins_;
+  EngineConfig cfg_;
+  std::map<std::string, std::unique_ptr<RunState>> runs_;
+  std::map<std::string, std::pair<std::string, std::string>> by_executor_id_;  // executor_id → (run_id, task_id)
+  std::vector<std::function<void(const EngineEvent&)>> listeners_;
+  std::shared_ptr<bool> alive_;
+};
+
+// Resolves `{{ task.field.sub }}` / `{{ input.key }}` references in strings inside `value` against `scope`.
+// A string that is exactly one reference takes the referenced JSON value (any type); otherwise it is substituted as text.
+json resolve_templates(const json& value, const json& scope);
+
+}  // namespace ork
