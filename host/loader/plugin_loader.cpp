@@ -175,6 +175,11 @@ void LoadedPlugin::open(const PluginSpec& spec, int32_t kind, NotifyFn notify) {
   inst_ = inst;
 }
 
+std::string LoadedPlugin::info() const {
+  if (desc_->struct_size < offsetof(ork_plugin_descriptor, info_json) + sizeof(desc_->info_json)) return "";
+  return desc_->info_json ? desc_->info_json : "";
+}
+
 void LoadedPlugin::free_buf(ork_buf& b) const {
   if (b.data && desc_) desc_->free_buffer(b.data);
   b = ork_buf{nullptr, 0};

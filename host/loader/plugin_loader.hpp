@@ -42,7 +42,7 @@ const char* kind_name(int32_t kind);
 // One loaded plugin instance: owns the library handle, the descriptor and the instance (destroyed first).
 class LoadedPlugin {
  public:
-  ~LoadedPlugin();
+  virtual ~LoadedPlugin();
   LoadedPlugin(const LoadedPlugin&) = delete;
   LoadedPlugin& operator=(const LoadedPlugin&) = delete;
 
@@ -51,6 +51,8 @@ class LoadedPlugin {
   const std::string& path() const { return path_; }
   std::string plugin_name() const { return desc_->name ? desc_->name : ""; }
   std::string version() const { return desc_->version ? desc_->version : ""; }
+  // The plugin's static info JSON (ABI >= 1.1), or "" for older plugins.
+  std::string info() const;
   std::string abi() const { return std::to_string(desc_->abi_major) + "." + std::to_string(desc_->abi_minor); }
 
   LoadedPlugin();

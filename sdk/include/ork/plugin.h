@@ -1,5 +1,6 @@
 /* Ork plugin ABI: the C boundary between ork-host / ork-worker and plugin shared libraries.
- * Records cross as UTF-8 JSON; memory a plugin returns is freed with its descriptor's free_buffer. */
+ * Records cross as UTF-8 JSON; memory a plugin returns is freed with its descriptor's free_buffer.
+ * History: 1.0 first release; 1.1 appended ork_plugin_descriptor.info_json. */
 #ifndef ORK_PLUGIN_H
 #define ORK_PLUGIN_H
 
@@ -11,7 +12,7 @@ extern "C" {
 #endif
 
 #define ORK_ABI_MAJOR 1
-#define ORK_ABI_MINOR 0
+#define ORK_ABI_MINOR 1
 
 /* The one symbol every plugin exports. The name is fixed for every ABI version; abi_major says which. */
 #define ORK_PLUGIN_ENTRY_SYMBOL "ork_plugin_v1"
@@ -135,6 +136,8 @@ typedef struct ork_plugin_descriptor {
   void (*destroy)(ork_plugin_instance* self);
   const void* vtable; /* ork_state_vtable* / ork_object_vtable* / ork_executor_vtable* / ork_importer_vtable* */
   void (*free_buffer)(char* data);
+  /* since 1.1: static JSON {"description": "...", "capabilities": [...]} or NULL */
+  const char* info_json;
 } ork_plugin_descriptor;
 
 typedef const ork_plugin_descriptor* (*ork_plugin_entry_fn)(void);

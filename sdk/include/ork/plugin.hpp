@@ -172,13 +172,22 @@ inline void destroy(ork_plugin_instance* self) {
   std::unique_ptr<PluginBase> owned(reinterpret_cast<PluginBase*>(self));
 }
 
+// A plugin may declare `static constexpr const char* kInfo = R"({"description": "..."})";`.
+template <class T>
+constexpr const char* info_json() {
+  if constexpr (requires { T::kInfo; })
+    return T::kInfo;
+  else
+    return nullptr;
+}
+
 template <class T>
 const ork_plugin_descriptor* make_descriptor(int32_t kind, const char* name, const char* version,
                                              const void* vtable) {
-  static const ork_plugin_descriptor d{ORK_ABI_MAJOR,   ORK_ABI_MINOR, sizeof(ork_plugin_descriptor),
-                                       kind,            name,          version,
-                                       &create<T>,      &destroy,      vtable,
-                                       &free_buffer};
+  static const ork_plugin_descriptor d{ORK_ABI_MAJOR, ORK_ABI_MINOR, sizeof(ork_plugin_descriptor),
+                                       kind,          name,          version,
+                                       &create<T>,    &destroy,      vtable,
+                                       &free_buffer,  info_json<T>()};
   return &d;
 }
 

@@ -1,0 +1,106 @@
+// kill -9 of `ork-host serve` mid-run, then a restart that finishes the run with no task lost or run twice.
+#include <gtest/gtest.h>
+
+#include "loader/plugin_loader.hpp"
+#include "support/test_support.hpp"
+
+using namespace ork::test;
+using ork::json;
+
+namespace {
+
+const std::string kHost = std::string(ORK_BINARY_DIR) + "/bin/ork-host";
+
+std::string env_prefix(const std::string& home) {
+  return "ORK_HOME=" + home +
+         " ORK_HEARTBEAT_INTERVAL_MS=200 ORK_HEARTBEAT_TIMEOUT_MS=2000 ORK_LEASE_TTL_MS=1000 ORK_CANCEL_GRACE_MS=500 ";
+}
+
+// Chain a -> b -> c -> d plus an independent x; each task logs "start T" / "end T" to `log`.
+std::string chain_workflow(const std::string& log, int retries) {
+  std::string y = "name: crashy\ntasks:\n";
+  auto task = [&](const std::string& n, const std::string& dep) {
+    y += "  " + n + ":\n    retries: " + std::to_string(retries) + "\n";
+    if (!dep.empty()) y += "    depends_on: [" + dep + "]\n";
+    y += "    command: echo start " + n + " >> " + log + "; sleep 1; echo end " + n + " >> " + log +
+         "; echo '{\"task\": \"" + n + "\"}'\n";
+  };
+  task("a", "");
+  task("b", "a");
+  task("c", "b");
+  task("d", "c");
+  task("x", "");
+  return y;
+}
+
+int count(const std::string& text, const std::string& line) {
+  int n = 0;
+  for (size_t p = text.find(line + "\n"); p != std::string::npos; p = text.find(line + "\n", p + 1))
+    if (p == 0 || text[p - 1] == '\n') ++n;
+  return n;
+}
+
+json only_run(const std::string& home) {
+  auto st = ork::load_plugin<ork::StateProxy>("state", "ork-state-sqlite", {{"path", home + "/state.db"}});
+  auto runs = st->list_runs({{"limit", 10}});
+  EXPECT_EQ(runs["runs"].size(), 1u);
+  json run = runs["runs"][0];
+  run["tasks"] = st->get_task_runs({{"run_id", run["id"]}})["tasks"];
+  return run;
+}
+
+TEST(CrashE2E, KillNineMidRunThenRestartFinishesWithEveryTaskOnce) {
+  TempDir dir;
+  std::string home = dir / "home", log = dir / "tasks.log", wf = dir / "wf.yaml";
+  write_file(wf, chain_workflow(log, 0));
+  {
+    Process host("exec " + env_prefix(home) + kHost + " serve --start " + wf, dir / "host1.log");
+    ASSERT_TRUE(eventually([&] { return read_file(log).find("start b") != std::string::npos; },
+                           std::chrono::seconds(30)))
+        << read_file(dir / "host1.log");
+    ::kill(host.pid(), SIGKILL);
+    EXPECT_EQ(host.wait(std::chrono::seconds(10)), 128 + SIGKILL);
+  }
+  Process host2("exec " + env_prefix(home) + kHost + " serve --exit-when-idle", dir / "host2.log");
+  ASSERT_EQ(host2.wait(std::chrono::seconds(60)), 0) << read_file(dir / "host2.log");
+  json run = only_run(home);
+  EXPECT_EQ(run["status"], "success") << run.dump(2);
+  std::string text = read_file(log);
+  for (const char* t : {"a", "b", "c", "d", "x"}) {
+    EXPECT_EQ(count(text, std::string("start ") + t), 1) << t << "\n" << text;
+    EXPECT_EQ(count(text, std::string("end ") + t), 1) << t << "\n" << text;
+  }
+  for (const auto& t : run["tasks"]) {
+    EXPECT_EQ(t["status"], "success") << t.dump();
+    EXPECT_EQ(t["attempt"], 1) << t.dump();
+  }
+}
+
+TEST(CrashE2E, KillNineOfHostAndWorkerRetriesTheLostAttempt) {
+  TempDir dir;
+  std::string home = dir / "home", log = dir / "tasks.log", wf = dir / "wf.yaml";
+  write_file(wf, chain_workflow(log, 1));
+  {
+    Process host("exec " + env_prefix(home) + kHost + " serve --start " + wf, dir / "host1.log");
+    ASSERT_TRUE(eventually([&] { return read_file(log).find("start b") != std::string::npos; },
+                           std::chrono::seconds(30)));
+    // Kill the host and every worker it started (workers run in their own process groups).
+    // ("[s]tart" keeps pkill's own shell from matching its pattern.)
+    run("pkill -KILL -P " + std::to_string(host.pid()) + " ork-worker; pkill -KILL -f 'echo [s]tart b'; true");
+    ::kill(host.pid(), SIGKILL);
+    host.wait(std::chrono::seconds(10));
+  }
+  Process host2("exec " + env_prefix(home) + kHost + " serve --exit-when-idle", dir / "host2.log");
+  ASSERT_EQ(host2.wait(std::chrono::seconds(90)), 0) << read_file(dir / "host2.log");
+  json run = only_run(home);
+  EXPECT_EQ(run["status"], "success") << run.dump(2);
+  std::string text = read_file(log);
+  for (const char* t : {"a", "c", "d"}) EXPECT_EQ(count(text, std::string("end ") + t), 1) << t << "\n" << text;
+  EXPECT_EQ(count(text, "end b"), 1) << text;  // the killed attempt never ended; the retry did
+  for (const auto& t : run["tasks"]) {
+    EXPECT_EQ(t["status"], "success") << t.dump();
+    if (t["task_name"] == "b") EXPECT_EQ(t["attempt"], 2) << t.dump();
+  }
+}
+
+}  // namespace
