@@ -49,6 +49,6 @@ static void free_buffer(char* p) { free(p); }
 static const ork_executor_vtable vt = {offsetof(ork_executor_vtable, cancel), 100, dispatch, status, NULL};
 
 static const ork_plugin_descriptor desc = {1, 0, offsetof(ork_plugin_descriptor, info_json), ORK_KIND_EXECUTOR,
-                                           "old", "1.0.0", create, destroy, &vt, free_buffer};
+                                           "old", "1.0.0", create, destroy, &vt, free_buffer, NULL};
 
 ORK_PLUGIN_EXPORT const ork_plugin_descriptor* ork_plugin_v1(void) { return &desc; }

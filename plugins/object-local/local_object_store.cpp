@@ -1,0 +1,313 @@
+// ork-object-local: an ObjectStore keeping each object as one file under a root directory.
+// Writes go to a temp file in the target directory and are renamed (or linked, for if_none_match) into place, so a
+// reader sees the old or the new object, never part of one. Keys are checked so none can escape the root.
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <ork/plugin.hpp>
+#include <random>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#ifndef ORK_PLUGIN_VERSION
+#define ORK_PLUGIN_VERSION "0.0.0"
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+using ork::json;
+
+constexpr std::string_view kTempPrefix = ".ork-tmp-";
+
+// Owns one file descriptor.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) reset(std::exchange(o.fd_, -1));
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+  // Closes now and reports the error close() returned (data may be lost on some filesystems).
+  int close() { return ::close(std::exchange(fd_, -1)); }
+
+ private:
+  int fd_ = -1;
+};
+
+// Unlinks a temp file unless it was committed.
+class TempFileGuard {
+ public:
+  explicit TempFileGuard(fs::path p) : path_(std::move(p)) {}
+  TempFileGuard(const TempFileGuard&) = delete;
+  TempFileGuard& operator=(const TempFileGuard&) = delete;
+  ~TempFileGuard() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  void release() { path_.clear(); }
+
+ private:
+  fs::path path_;
+};
+
+[[noreturn]] void throw_errno(const std::string& what, int err) {
+  if (err == ENAMETOOLONG) ork::throw_invalid(what + ": " + std::strerror(err));
+  if (err == EAGAIN || err == EINTR || err == EBUSY) ork::throw_unavailable(what + ": " + std::strerror(err));
+  throw std::runtime_error(what + ": " + std::strerror(err));
+}
+
+bool is_temp_name(std::string_view name) { return name.substr(0, kTempPrefix.size()) == kTempPrefix; }
+
+// Splits on '/', refusing anything that is not a plain relative path of named segments. When allow_partial_tail is
+// set (list prefixes) the last segment may be empty.
+void check_segments(std::string_view key, bool allow_partial_tail, const char* what) {
+  auto bad = [&](const std::string& why) { ork::throw_invalid(std::string(what) + " '" + std::string(key) + "' " + why); };
+  if (key.find('\0') != std::string_view::npos) bad("contains NUL");
+  if (key.find('\\') != std::string_view::npos) bad("contains a backslash");
+  if (!key.empty() && key.front() == '/') bad("is absolute");
+  size_t start = 0;
+  while (start <= key.size()) {
+    size_t end = key.find('/', start);
+    bool last = end == std::string_view::npos;
+    std::string_view seg = key.substr(start, last ? std::string_view::npos : end - start);
+    if (seg.empty() && !(last && allow_partial_tail)) bad("has an empty segment");
+    if (seg == "..") bad("has a '..' segment");
+    if (seg == "." && !(last && allow_partial_tail)) bad("has a '.' segment");
+    if (is_temp_name(seg)) bad("uses the reserved name prefix " + std::string(kTempPrefix));
+    if (last) break;
+    start = end + 1;
+  }
+}
+
+// True when `p` is `root` or lies below it, comparing whole components.
+bool within(const fs::path& root, const fs::path& p) {
+  auto r = root.begin(), re = root.end();
+  auto q = p.begin(), qe = p.end();
+  for (; r != re; ++r, ++q) {
+    if (r->empty() && std::next(r) == re) break;  // trailing separator on root
+    if (q == qe || *q != *r) return false;
+  }
+  return true;
+}
+
+class LocalObjectStore : public ork::ObjectStore {
+ public:
+  LocalObjectStore(const json& cfg, ork::HostServices host) : host_(host) {
+    if (!cfg.is_object() || !cfg.contains("root") || !cfg["root"].is_string() || cfg["root"].get<std::string>().empty())
+      ork::throw_invalid("object-local: config needs \"root\": \"/path\"");
+    if (cfg.contains("fsync") && !cfg["fsync"].is_null()) fsync_ = cfg["fsync"].get<bool>();
+    fs::path root = cfg["root"].get<std::string>();
+    std::error_code ec;
+    fs::create_directories(root, ec);
+    if (ec) ork::throw_invalid("object-local: cannot create root " + root.string() + ": " + ec.message());
+    root_ = fs::canonical(root, ec);
+    if (ec) ork::throw_invalid("object-local: cannot resolve root " + root.string() + ": " + ec.message());
+    if (!fs::is_directory(root_)) ork::throw_invalid("object-local: root " + root_.string() + " is not a directory");
+    std::random_device rd;
+    temp_tag_ = std::to_string(::getpid()) + "-" + std::to_string((uint64_t{rd()} << 32) | rd());
+    host_.log(ORK_LOG_DEBUG, "object-local: root " + root_.string() + (fsync_ ? " (fsync)" : ""));
+  }
+
+  std::optional<std::string> get(const std::string& key) override {
+    fs::path p = checked_path(key);
+    UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+      if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
+      throw_errno("object-local: open " + key, errno);
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) throw_errno("object-local: stat " + key, errno);
+    if (!S_ISREG(st.st_mode)) return std::nullopt;  // a "directory" of keys is not an object
+    std::string data;
+    data.resize(static_cast<size_t>(st.st_size));
+    size_t got = 0;
+    for (;;) {
+      if (got == data.size()) data.resize(std::max<size_t>(data.size() * 2, 4096));  // grew since fstat
+      ssize_t n = ::read(fd.get(), data.data() + got, data.size() - got);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        throw_errno("object-local: read " + key, errno);
+      }
+      if (n == 0) break;
+      got += static_cast<size_t>(n);
+    }
+    data.resize(got);
+    return data;
+  }
+
+  void put(const std::string& key, std::string_view data, const json& opts) override {
+    bool if_none_match = opts.is_object() && opts.contains("if_none_match") && opts["if_none_match"].is_boolean() &&
+                         opts["if_none_match"].get<bool>();
+    fs::path target = checked_path(key);
+    fs::path dir = target.parent_path();
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) {
+      if (ec == std::errc::not_a_directory || ec == std::errc::file_exists)
+        ork::throw_conflict("object-local: a prefix of '" + key + "' is an existing object");
+      throw_errno("object-local: mkdir for " + key, ec.value());
+    }
+    // Re-check after creating: a concurrent rename or symlink swap must not move the write outside the root.
+    fs::path real_dir = fs::canonical(dir, ec);
+    if (ec || !within(root_, real_dir))
+      ork::throw_invalid("object-local: key '" + key + "' resolves outside the root");
+
+    auto [tmp, fd] = create_temp(dir, key);
+    TempFileGuard guard(tmp);
+    write_all(fd, data, key);
+    if (fsync_ && ::fsync(fd.get()) != 0) throw_errno("object-local: fsync " + key, errno);
+    if (fd.close() != 0) throw_errno("object-local: close " + key, errno);
+
+    if (if_none_match) {
+      commit_exclusive(tmp, target, key);
+    } else if (::rename(tmp.c_str(), target.c_str()) != 0) {
+      int err = errno;
+      if (err == EISDIR || err == ENOTEMPTY || err == EEXIST)
+        ork::throw_conflict("object-local: '" + key + "' is a prefix of other keys, not an object");
+      throw_errno("object-local: rename into " + key, err);
+    } else {
+      guard.release();
+    }
+    if (fsync_) sync_dir(dir);
+  }
+
+  void del(const std::string& key) override {
+    if (key.empty()) ork::throw_invalid("object-local: empty key");
+    check_segments(key, false, "key");
+    fs::path p = root_ / fs::path(key);
+    // Only the parent must stay inside the root: unlink removes a symlink itself, never its target.
+    if (!within(root_, fs::weakly_canonical(p.parent_path())))
+      ork::throw_invalid("object-local: key '" + key + "' resolves outside the root");
+    if (::unlink(p.c_str()) != 0) {
+      int err = errno;
+      if (err == ENOENT || err == ENOTDIR || err == EISDIR) return;
+      throw_errno("object-local: unlink " + key, err);
+    }
+    if (fsync_) sync_dir(p.parent_path());
+  }
+
+  std::vector<std::string> list(const std::string& prefix) override {
+    check_segments(prefix, true, "prefix");
+    size_t slash = prefix.rfind('/');
+    std::string base = slash == std::string::npos ? std::string() : prefix.substr(0, slash + 1);
+    fs::path start = base.empty() ? root_ : root_ / fs::path(base.substr(0, base.size() - 1));
+    if (!within(root_, fs::weakly_canonical(start)))
+      ork::throw_invalid("object-local: prefix '" + prefix + "' resolves outside the root");
+    std::vector<std::string> keys;
+    walk(start, base, prefix, keys);
+    std::sort(keys.begin(), keys.end());
+    return keys;
+  }
+
+ private:
+  // root/key after validating the key and checking that it resolves (through any symlinks) inside the root.
+  fs::path checked_path(const std::string& key) const {
+    if (key.empty()) ork::throw_invalid("object-local: empty key");
+    check_segments(key, false, "key");
+    fs::path p = root_ / fs::path(key);
+    if (!within(root_, fs::weakly_canonical(p)))
+      ork::throw_invalid("object-local: key '" + key + "' resolves outside the root");
+    return p;
+  }
+
+  std::pair<fs::path, UniqueFd> create_temp(const fs::path& dir, const std::string& key) {
+    for (int i = 0; i < 100; ++i) {
+      fs::path tmp = dir / (std::string(kTempPrefix) + temp_tag_ + "-" + std::to_string(counter_.fetch_add(1)));
+      int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+      if (fd >= 0) return {tmp, UniqueFd(fd)};
+      if (errno != EEXIST) throw_errno("object-local: create temp file for " + key, errno);
+    }
+    throw std::runtime_error("object-local: cannot pick a temp file name for " + key);
+  }
+
+  static void write_all(const UniqueFd& fd, std::string_view data, const std::string& key) {
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        throw_errno("object-local: write " + key, errno);
+      }
+      done += static_cast<size_t>(n);
+    }
+  }
+
+  // Publishes tmp as target only if target does not exist: link() fails with EEXIST for every writer but one.
+  static void commit_exclusive(const fs::path& tmp, const fs::path& target, const std::string& key) {
+    if (::link(tmp.c_str(), target.c_str()) == 0) return;  // the guard unlinks the temp name
+    int err = errno;
+    if (err == EEXIST) ork::throw_conflict("object-local: '" + key + "' already exists");
+    if (err == EPERM || err == EOPNOTSUPP || err == ENOSYS || err == EMLINK) {
+      // Filesystems without hard links: an exclusive rename is just as atomic.
+      if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) == 0) return;
+      err = errno;
+      if (err == EEXIST) ork::throw_conflict("object-local: '" + key + "' already exists");
+    }
+    throw_errno("object-local: publish " + key, err);
+  }
+
+  static void sync_dir(const fs::path& dir) {
+    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (fd) ::fsync(fd.get());
+  }
+
+  // Collects keys under `dir` (whose key prefix is `rel`, "" or ending in '/') that start with `prefix`.
+  void walk(const fs::path& dir, const std::string& rel, const std::string& prefix, std::vector<std::string>& keys) {
+    std::error_code ec;
+    fs::directory_iterator it(dir, ec), end;
+    if (ec) return;  // missing (or not a directory): nothing under it
+    for (; it != end; it.increment(ec)) {
+      if (ec) return;
+      std::string name = it->path().filename().string();
+      if (is_temp_name(name)) continue;
+      std::string key = rel + name;
+      fs::file_status st = it->symlink_status(ec);
+      if (ec) continue;  // removed meanwhile
+      if (fs::is_directory(st)) {
+        std::string sub = key + "/";
+        if (sub.starts_with(prefix) || prefix.starts_with(sub)) walk(it->path(), sub, prefix, keys);
+      } else if (key.starts_with(prefix)) {
+        if (fs::is_regular_file(st)) {
+          keys.push_back(std::move(key));
+        } else if (fs::is_symlink(st)) {
+          // A symlinked file counts only when it resolves to a regular file inside the root (as get() allows).
+          fs::path target = fs::canonical(it->path(), ec);
+          if (!ec && within(root_, target) && fs::is_regular_file(target, ec)) keys.push_back(std::move(key));
+        }
+      }
+    }
+  }
+
+  ork::HostServices host_;
+  fs::path root_;
+  bool fsync_ = false;
+  std::string temp_tag_;
+  std::atomic<uint64_t> counter_{0};
+};
+
+}  // namespace
+
+ORK_OBJECT_PLUGIN(LocalObjectStore, "local", ORK_PLUGIN_VERSION)

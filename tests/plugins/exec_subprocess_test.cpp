@@ -1,0 +1,355 @@
+// ork-exec-subprocess through the C ABI: pushed status events, env and log capture, process-group cancellation,
+// SIGKILL after the grace period, concurrency, and what happens to children when the plugin is destroyed.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "loader/plugin_loader.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using ork::json;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// Events pushed through host notify, with waits bounded by a deadline.
+class EventLog {
+ public:
+  void push(const json& e) {
+    {
+      std::lock_guard lock(mu_);
+      events_.push_back(e);
+    }
+    cv_.notify_all();
+  }
+  // Waits until pred(events) holds; false on timeout.
+  bool wait(const std::function<bool(const std::vector<json>&)>& pred, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return pred(events_); });
+  }
+  std::vector<json> for_id(const std::string& id) {
+    std::lock_guard lock(mu_);
+    std::vector<json> out;
+    for (const auto& e : events_)
+      if (e.value("executor_id", "") == id) out.push_back(e);
+    return out;
+  }
+  std::vector<json> all() {
+    std::lock_guard lock(mu_);
+    return events_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<json> events_;
+};
+
+bool is_terminal(const json& e) {
+  auto s = e.value("state", "");
+  return s == "succeeded" || s == "failed" || s == "cancelled";
+}
+
+// True while the process exists and is not a zombie.
+bool alive(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (stat.empty()) return false;
+  auto p = stat.rfind(')');
+  if (p == std::string::npos || p + 2 >= stat.size()) return false;
+  char state = stat[p + 2];
+  return state != 'Z' && state != 'X';
+}
+
+pid_t pid_of(const std::string& executor_id) { return static_cast<pid_t>(std::stol(executor_id.substr(0, executor_id.find(':')))); }
+
+// Waits (bounded) until cond holds; the condition, not the sleep, is what the test asserts.
+bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 10s) {
+  auto until = Clock::now() + timeout;
+  while (!cond()) {
+    if (Clock::now() > until) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream f(p);
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+class ExecSubprocessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "ork-exec-subprocess-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    exec_ = load({{"kill_on_destroy", true}});
+  }
+  void TearDown() override {
+    exec_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  std::unique_ptr<ork::ExecutorProxy> load(const json& cfg) {
+    auto log = events_;
+    return ork::load_plugin<ork::ExecutorProxy>("executor", "ork-exec-subprocess", cfg,
+                                                [log](const std::string&, const json& e) { log->push(e); });
+  }
+
+  static json config(std::vector<std::string> argv, json env = json::object()) {
+    return json{{"task_id", "T1"},       {"run_id", "R1"},       {"task_name", "t"},
+                {"workflow_name", "wf"}, {"attempt", 1},         {"runtime", "shell"},
+                {"spec_key", "runs/R1/T1/spec.json"}, {"timeout_seconds", 60}, {"worker_command", argv},
+                {"image", nullptr},      {"env", std::move(env)}};
+  }
+  static json sh(const std::string& script, json env = json::object()) {
+    return config({"/bin/sh", "-c", script}, std::move(env));
+  }
+
+  std::string dispatch(ork::ExecutorProxy& ex, const json& cfg) {
+    json r = ex.dispatch(cfg);
+    EXPECT_TRUE(r.contains("executor_id"));
+    return r.value("executor_id", "");
+  }
+  std::string dispatch(const json& cfg) { return dispatch(*exec_, cfg); }
+
+  // The terminal event of `id`, waiting up to `timeout`.
+  json wait_final(const std::string& id, std::chrono::milliseconds timeout = 10s) {
+    bool ok = events_->wait(
+        [&](const std::vector<json>& es) {
+          return std::any_of(es.begin(), es.end(),
+                             [&](const json& e) { return e.value("executor_id", "") == id && is_terminal(e); });
+        },
+        timeout);
+    EXPECT_TRUE(ok) << "no final event for " << id;
+    for (const auto& e : events_->for_id(id))
+      if (is_terminal(e)) return e;
+    return json::object();
+  }
+
+  fs::path dir_;
+  std::shared_ptr<EventLog> events_ = std::make_shared<EventLog>();
+  std::unique_ptr<ork::ExecutorProxy> exec_;
+};
+
+TEST_F(ExecSubprocessTest, PushesEverythingNoPolling) {
+  EXPECT_EQ(exec_->poll_interval_ms(), 0u);
+  EXPECT_EQ(exec_->plugin_name(), "subprocess");
+}
+
+TEST_F(ExecSubprocessTest, FailedExitCodeAndEnvReachTheChild) {
+  fs::path out = dir_ / "env.txt";
+  auto id = dispatch(sh("printf '%s' \"$ORK_TEST_VAR\" > \"$OUT_FILE\"; exit 3",
+                        {{"ORK_TEST_VAR", "hello wörld"}, {"OUT_FILE", out.string()}}));
+  EXPECT_GT(pid_of(id), 0);
+  json fin = wait_final(id);
+  auto evs = events_->for_id(id);
+  ASSERT_EQ(evs.size(), 2u);
+  EXPECT_EQ(evs[0]["type"], "executor.status");
+  EXPECT_EQ(evs[0]["state"], "running");
+  EXPECT_EQ(evs[1]["state"], "failed");
+  EXPECT_EQ(evs[1]["exit_code"], 3);
+  EXPECT_TRUE(evs[1]["signal"].is_null());
+  EXPECT_EQ(read_file(out), "hello wörld");
+
+  json st = exec_->status({{"executor_id", id}});
+  EXPECT_EQ(st["state"], "failed");
+  EXPECT_EQ(st["exit_code"], 3);
+  EXPECT_TRUE(st["message"].is_string());
+}
+
+TEST_F(ExecSubprocessTest, InheritsTheCurrentEnvironment) {
+  ::setenv("ORK_TEST_INHERITED", "from-parent", 1);
+  fs::path out = dir_ / "inherited.txt";
+  auto id = dispatch(sh("echo \"$ORK_TEST_INHERITED $ORK_TEST_OVERRIDE\" > " + out.string(),
+                        {{"ORK_TEST_OVERRIDE", 42}}));
+  EXPECT_EQ(wait_final(id)["state"], "succeeded");
+  EXPECT_EQ(read_file(out), "from-parent 42\n");
+}
+
+TEST_F(ExecSubprocessTest, SuccessAndPathLookup) {
+  auto id = dispatch(config({"true"}));
+  json fin = wait_final(id);
+  EXPECT_EQ(fin["state"], "succeeded");
+  EXPECT_EQ(fin["exit_code"], 0);
+  EXPECT_EQ(exec_->status({{"executor_id", id}})["state"], "succeeded");
+}
+
+TEST_F(ExecSubprocessTest, BadCommandsAreRefused) {
+  auto code = [&](const json& cfg) {
+    try {
+      exec_->dispatch(cfg);
+      return static_cast<int>(ORK_OK);
+    } catch (const ork::PluginCallError& e) {
+      return static_cast<int>(e.code());
+    }
+  };
+  EXPECT_EQ(code(config({"/no/such/binary"})), ORK_ERR_INVALID);
+  EXPECT_EQ(code(config({"ork-no-such-command-on-path"})), ORK_ERR_INVALID);
+  json no_cmd = config({"true"});
+  no_cmd["worker_command"] = json::array();
+  EXPECT_EQ(code(no_cmd), ORK_ERR_INVALID);
+  no_cmd["worker_command"] = nullptr;
+  no_cmd["image"] = "python:3.12";
+  EXPECT_EQ(code(no_cmd), ORK_ERR_UNSUPPORTED);
+  EXPECT_TRUE(events_->all().empty());
+}
+
+TEST_F(ExecSubprocessTest, HostDescriptorsDoNotLeakIntoChildren) {
+  int fd = ::open("/dev/null", O_RDONLY);  // deliberately without O_CLOEXEC
+  ASSERT_GE(fd, 3);
+  auto id = dispatch(sh("test -e /proc/self/fd/" + std::to_string(fd) + " && exit 7; exit 0"));
+  json fin = wait_final(id);
+  ::close(fd);
+  EXPECT_EQ(fin["state"], "succeeded") << fin.dump();
+}
+
+TEST_F(ExecSubprocessTest, StatusAndCancelOfUnknownIds) {
+  json st = exec_->status({{"executor_id", "12345:nope"}});
+  EXPECT_EQ(st["state"], "unknown");
+  EXPECT_TRUE(st["exit_code"].is_null());
+  EXPECT_NO_THROW(exec_->cancel({{"executor_id", "12345:nope"}, {"grace_ms", 10}}));
+  EXPECT_THROW(exec_->status(json::object()), ork::PluginCallError);
+
+  auto id = dispatch(config({"true"}));
+  wait_final(id);
+  EXPECT_NO_THROW(exec_->cancel({{"executor_id", id}}));  // finished: fine, and still succeeded
+  EXPECT_EQ(exec_->status({{"executor_id", id}})["state"], "succeeded");
+}
+
+TEST_F(ExecSubprocessTest, CancelKillsTheWholeProcessGroup) {
+  fs::path gc = dir_ / "grandchild.pid";
+  auto id = dispatch(sh("sleep 100 & echo $! > " + gc.string() + ".tmp && mv " + gc.string() + ".tmp " +
+                        gc.string() + "; wait"));
+  ASSERT_TRUE(eventually([&] { return fs::exists(gc); }));
+  pid_t grandchild = static_cast<pid_t>(std::stol(read_file(gc)));
+  ASSERT_TRUE(alive(grandchild));
+  EXPECT_EQ(::getpgid(grandchild), pid_of(id));  // same group as the leader
+  EXPECT_EQ(exec_->status({{"executor_id", id}})["state"], "running");
+
+  exec_->cancel({{"executor_id", id}, {"grace_ms", 5000}});
+  json fin = wait_final(id);
+  EXPECT_EQ(fin["state"], "cancelled");
+  EXPECT_TRUE(eventually([&] { return !alive(grandchild); }, 5s)) << "grandchild " << grandchild << " survived";
+  EXPECT_FALSE(alive(pid_of(id)));
+  EXPECT_EQ(exec_->status({{"executor_id", id}})["state"], "cancelled");
+}
+
+TEST_F(ExecSubprocessTest, TermIgnoringChildIsKilledAfterGrace) {
+  fs::path ready = dir_ / "ready";
+  auto id = dispatch(sh("trap '' TERM; touch " + ready.string() + "; while :; do sleep 1; done"));
+  ASSERT_TRUE(eventually([&] { return fs::exists(ready); }));
+  auto t0 = Clock::now();
+  exec_->cancel({{"executor_id", id}, {"grace_ms", 400}});
+  // Still alive inside the grace period: SIGTERM is ignored.
+  EXPECT_EQ(exec_->status({{"executor_id", id}})["state"], "running");
+  json fin = wait_final(id, 10s);
+  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  EXPECT_EQ(fin["state"], "cancelled");
+  EXPECT_EQ(fin["signal"], SIGKILL);
+  EXPECT_TRUE(fin["exit_code"].is_null());
+  EXPECT_GE(elapsed, 400);
+  EXPECT_LT(elapsed, 5000);
+}
+
+TEST_F(ExecSubprocessTest, ZeroGraceKillsImmediately) {
+  auto id = dispatch(config({"sleep", "100"}));
+  exec_->cancel({{"executor_id", id}, {"grace_ms", 0}});
+  json fin = wait_final(id, 5s);
+  EXPECT_EQ(fin["state"], "cancelled");
+  EXPECT_EQ(fin["signal"], SIGKILL);
+}
+
+TEST_F(ExecSubprocessTest, LogDirCapturesStdoutAndStderr) {
+  fs::path logs = dir_ / "logs";
+  auto ex = load({{"log_dir", logs.string()}, {"kill_on_destroy", true}});
+  json cfg = sh("echo out; echo err >&2; read x || echo stdin-is-empty");
+  cfg["attempt"] = 2;
+  auto id = dispatch(*ex, cfg);
+  EXPECT_EQ(wait_final(id)["state"], "succeeded");
+  EXPECT_EQ(read_file(logs / "R1" / "T1-2.log"), "out\nerr\nstdin-is-empty\n");
+
+  cfg["run_id"] = "../escape";
+  EXPECT_THROW(ex->dispatch(cfg), ork::PluginCallError);
+}
+
+TEST_F(ExecSubprocessTest, CwdConfig) {
+  fs::path work = dir_ / "work";
+  fs::create_directories(work);
+  auto ex = load({{"cwd", work.string()}, {"kill_on_destroy", true}});
+  auto id = dispatch(*ex, sh("pwd > where.txt"));
+  EXPECT_EQ(wait_final(id)["state"], "succeeded");
+  EXPECT_EQ(read_file(work / "where.txt"), fs::canonical(work).string() + "\n");
+}
+
+TEST_F(ExecSubprocessTest, FiftyConcurrentChildrenReportedExactlyOnce) {
+  constexpr int kChildren = 50;
+  std::map<std::string, int> expected;  // id -> exit code
+  std::mutex mu;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 5; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = t; i < kChildren; i += 5) {
+        auto id = exec_->dispatch(sh("exit " + std::to_string(i % 3)))["executor_id"].get<std::string>();
+        std::lock_guard lock(mu);
+        expected[id] = i % 3;
+      }
+    });
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(expected.size(), static_cast<size_t>(kChildren));
+  ASSERT_TRUE(events_->wait(
+      [&](const std::vector<json>& es) { return std::count_if(es.begin(), es.end(), is_terminal) >= kChildren; }));
+  // A last child acts as a barrier: its event comes after anything (duplicates) still queued for the others.
+  wait_final(dispatch(config({"true"})));
+  for (const auto& [id, code] : expected) {
+    auto evs = events_->for_id(id);
+    ASSERT_EQ(evs.size(), 2u) << id;
+    EXPECT_EQ(evs[0]["state"], "running");
+    EXPECT_EQ(evs[1]["state"], code == 0 ? "succeeded" : "failed");
+    EXPECT_EQ(evs[1]["exit_code"], code);
+  }
+  EXPECT_EQ(events_->all().size(), 2u * (kChildren + 1));
+}
+
+TEST_F(ExecSubprocessTest, DestroyLeavesRunningChildrenAlone) {
+  auto ex = load(json::object());
+  auto id = dispatch(*ex, config({"sleep", "100"}));
+  pid_t pid = pid_of(id);
+  ex.reset();  // host shutdown
+  EXPECT_TRUE(alive(pid));
+  ::kill(-pid, SIGKILL);
+  int st = 0;
+  EXPECT_EQ(::waitpid(pid, &st, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(st));
+}
+
+TEST_F(ExecSubprocessTest, KillOnDestroyKillsChildren) {
+  auto ex = load({{"kill_on_destroy", true}});
+  auto id = dispatch(*ex, config({"sleep", "100"}));
+  pid_t pid = pid_of(id);
+  ASSERT_TRUE(alive(pid));
+  ex.reset();
+  EXPECT_FALSE(alive(pid));
+}
+
+}  // namespace
