@@ -17,7 +17,7 @@ extern char** environ;
 class HelloExecutor : public ork::Executor {
  public:
   static constexpr uint32_t kPollIntervalMs = 200;
-  static constexpr const char* kInfo = R"({"description": "example out-of-tree executor (fork/exec, polled)"})";
+  static constexpr const char* kInfo = R"json({"description": "example out-of-tree executor (fork/exec, polled)"})json";
 
   HelloExecutor(const ork::json& config, ork::HostServices host)
       : marker_(config.value("marker_file", "")), host_(host) {
@@ -29,7 +29,8 @@ class HelloExecutor : public ork::Executor {
     if (args.empty()) ork::throw_invalid("worker_command is empty");
     std::vector<std::string> env;
     for (char** e = environ; *e; ++e) env.emplace_back(*e);
-    for (const auto& [k, v] : cfg.value("env", ork::json::object()).items()) env.push_back(k + "=" + v.get<std::string>());
+    const ork::json extra = cfg.value("env", ork::json::object());
+    for (const auto& [k, v] : extra.items()) env.push_back(k + "=" + v.get<std::string>());
     std::vector<char*> argv, envp;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -168,7 +168,7 @@ int cmd_serve(const Options& o, const std::vector<std::string>& start, bool exit
       std::string s = ev.data.value("status", "");
       if (s == "success" || s == "failed" || s == "cancelled")
         boost::asio::post(h.io, [&] {
-          if (h.eng->active_runs() == 0) h.io.stop();
+          if (h.eng->active_runs() == 0 && !h.eng->awaiting_takeover()) h.io.stop();
         });
     }
   });
@@ -184,7 +184,7 @@ int cmd_serve(const Options& o, const std::vector<std::string>& start, bool exit
     std::string name = deploy_file(*h.eng, f);
     std::cout << "started run " << h.eng->start_run(name, json::object(), "manual") << std::endl;
   }
-  if (exit_when_idle && h.eng->active_runs() == 0) return 0;
+  if (exit_when_idle && h.eng->active_runs() == 0 && !h.eng->awaiting_takeover()) return 0;
   h.io.run();
   return 0;
 }

@@ -135,7 +135,7 @@ struct Engine::RunState {
 };
 
 Engine::Engine(asio::io_context& io, PluginRegistry& plugins, EngineConfig cfg)
-    : io_(io), plugins_(plugins), cfg_(std::move(cfg)), alive_(std::make_shared<bool>(true)) {
+    : io_(io), plugins_(plugins), cfg_(std::move(cfg)), alive_(std::make_shared<bool>(true)), takeover_timer_(io) {
   if (cfg_.host_id.empty()) cfg_.host_id = "ork-host-" + new_uuid().substr(0, 8);
 }
 
@@ -187,14 +187,31 @@ std::string Engine::start_run(const std::string& workflow_name, const json& inpu
 
 void Engine::resume_all() {
   auto res = plugins_.state().list_runs({{"status", {"pending", "running"}}, {"limit", 100000}});
+  int64_t next_expiry = 0;
   for (const auto& run : res["runs"]) {
     std::string id = run["id"];
     if (runs_.count(id)) continue;
     auto lease = plugins_.state().acquire_lease({{"run_id", id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
-    if (!lease.value("acquired", false)) continue;
+    if (!lease.value("acquired", false)) {
+      // Leased by another host: look again when that lease would expire (a deadline, not a polling loop).
+      int64_t exp = time_or(run, "lease_expires", now_ms() + cfg_.lease_ttl_ms);
+      if (next_expiry == 0 || exp < next_expiry) next_expiry = exp;
+      continue;
+    }
     spdlog::info("resuming run {} of workflow {}", id, run.value("workflow_name", ""));
     adopt(run, false);
   }
+  takeover_at_ = next_expiry;
+  if (next_expiry == 0) return;
+  takeover_timer_.expires_after(std::chrono::milliseconds(std::max<int64_t>(next_expiry - now_ms() + 50, 50)));
+  takeover_timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
+    if (ec || !*alive) return;
+    try {
+      resume_all();
+    } catch (const std::exception& e) {
+      spdlog::error("taking over runs: {}", e.what());
+    }
+  });
 }
 
 void Engine::adopt(json run, bool fresh) {
@@ -283,6 +300,8 @@ void Engine::drop_run(const std::string& run_id) {
 }
 
 void Engine::stop() {
+  takeover_timer_.cancel();
+  takeover_at_ = 0;
   std::vector<std::string> ids;
   for (auto& [id, r] : runs_) ids.push_back(id);
   for (auto& id : ids) {

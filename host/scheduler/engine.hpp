@@ -56,6 +56,8 @@ class Engine {
 
   void on_event(std::function<void(const EngineEvent&)> fn) { listeners_.push_back(std::move(fn)); }
   size_t active_runs() const { return runs_.size(); }
+  // True while some unfinished run is leased by another host and this one waits for the lease to expire.
+  bool awaiting_takeover() const { return takeover_at_ != 0; }
 
  private:
   struct TaskState;
@@ -87,6 +89,8 @@ class Engine {
   std::map<std::string, std::pair<std::string, std::string>> by_executor_id_;  // executor_id → (run_id, task_id)
   std::vector<std::function<void(const EngineEvent&)>> listeners_;
   std::shared_ptr<bool> alive_;
+  boost::asio::steady_timer takeover_timer_;
+  int64_t takeover_at_ = 0;
 };
 
 // Resolves `{{ task.field.sub }}` / `{{ input.key }}` references in strings inside `value` against `scope`.

@@ -22,7 +22,7 @@ std::string chain_workflow(const std::string& log, int retries) {
   auto task = [&](const std::string& n, const std::string& dep) {
     y += "  " + n + ":\n    retries: " + std::to_string(retries) + "\n";
     if (!dep.empty()) y += "    depends_on: [" + dep + "]\n";
-    y += "    command: echo start " + n + " >> " + log + "; sleep 1; echo end " + n + " >> " + log +
+    y += "    command: |\n      echo start " + n + " >> " + log + "; sleep 1; echo end " + n + " >> " + log +
          "; echo '{\"task\": \"" + n + "\"}'\n";
   };
   task("a", "");
@@ -54,14 +54,14 @@ TEST(CrashE2E, KillNineMidRunThenRestartFinishesWithEveryTaskOnce) {
   std::string home = dir / "home", log = dir / "tasks.log", wf = dir / "wf.yaml";
   write_file(wf, chain_workflow(log, 0));
   {
-    Process host("exec " + env_prefix(home) + kHost + " serve --start " + wf, dir / "host1.log");
+    Process host("exec env " + env_prefix(home) + kHost + " serve --start " + wf, dir / "host1.log");
     ASSERT_TRUE(eventually([&] { return read_file(log).find("start b") != std::string::npos; },
                            std::chrono::seconds(30)))
         << read_file(dir / "host1.log");
     ::kill(host.pid(), SIGKILL);
     EXPECT_EQ(host.wait(std::chrono::seconds(10)), 128 + SIGKILL);
   }
-  Process host2("exec " + env_prefix(home) + kHost + " serve --exit-when-idle", dir / "host2.log");
+  Process host2("exec env " + env_prefix(home) + kHost + " serve --exit-when-idle", dir / "host2.log");
   ASSERT_EQ(host2.wait(std::chrono::seconds(60)), 0) << read_file(dir / "host2.log");
   json run = only_run(home);
   EXPECT_EQ(run["status"], "success") << run.dump(2);
@@ -81,7 +81,7 @@ TEST(CrashE2E, KillNineOfHostAndWorkerRetriesTheLostAttempt) {
   std::string home = dir / "home", log = dir / "tasks.log", wf = dir / "wf.yaml";
   write_file(wf, chain_workflow(log, 1));
   {
-    Process host("exec " + env_prefix(home) + kHost + " serve --start " + wf, dir / "host1.log");
+    Process host("exec env " + env_prefix(home) + kHost + " serve --start " + wf, dir / "host1.log");
     ASSERT_TRUE(eventually([&] { return read_file(log).find("start b") != std::string::npos; },
                            std::chrono::seconds(30)));
     // Kill the host and every worker it started (workers run in their own process groups).
@@ -90,7 +90,7 @@ TEST(CrashE2E, KillNineOfHostAndWorkerRetriesTheLostAttempt) {
     ::kill(host.pid(), SIGKILL);
     host.wait(std::chrono::seconds(10));
   }
-  Process host2("exec " + env_prefix(home) + kHost + " serve --exit-when-idle", dir / "host2.log");
+  Process host2("exec env " + env_prefix(home) + kHost + " serve --exit-when-idle", dir / "host2.log");
   ASSERT_EQ(host2.wait(std::chrono::seconds(90)), 0) << read_file(dir / "host2.log");
   json run = only_run(home);
   EXPECT_EQ(run["status"], "success") << run.dump(2);
@@ -99,7 +99,9 @@ TEST(CrashE2E, KillNineOfHostAndWorkerRetriesTheLostAttempt) {
   EXPECT_EQ(count(text, "end b"), 1) << text;  // the killed attempt never ended; the retry did
   for (const auto& t : run["tasks"]) {
     EXPECT_EQ(t["status"], "success") << t.dump();
-    if (t["task_name"] == "b") EXPECT_EQ(t["attempt"], 2) << t.dump();
+    if (t["task_name"] == "b") {
+      EXPECT_EQ(t["attempt"], 2) << t.dump();
+    }
   }
 }
 

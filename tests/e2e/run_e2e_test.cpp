@@ -33,7 +33,8 @@ struct Env {
     auto runs = st->list_runs({{"limit", 1}});
     if (runs["runs"].empty()) return json::object();
     json out = json::object();
-    for (auto& t : st->get_task_runs({{"run_id", runs["runs"][0]["id"]}})["tasks"]) out[t["task_name"].get<std::string>()] = t;
+    json tasks = st->get_task_runs({{"run_id", runs["runs"][0]["id"]}})["tasks"];
+    for (auto& t : tasks) out[t["task_name"].get<std::string>()] = t;
     out["_run"] = runs["runs"][0];
     return out;
   }
@@ -62,7 +63,8 @@ TEST(RunE2E, UpstreamOutputsAndTemplatesReachInput) {
 name: pass_data
 tasks:
   a:
-    command: echo '{"n": 2, "word": "hi"}'
+    command: |
+      echo '{"n": 2, "word": "hi"}'
   b:
     depends_on: [a]
     input:
@@ -106,7 +108,8 @@ tasks:
       echo "{\"attempts\": $n}"
   after:
     depends_on: [flakey]
-    command: echo '{"ok": true}'
+    command: |
+      echo '{"ok": true}'
 )");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto t = e.last_run_tasks();
@@ -129,7 +132,8 @@ tasks:
     depends_on: [bad]
     command: echo '{}'
   independent:
-    command: echo '{"fine": true}'
+    command: |
+      echo '{"fine": true}'
 )");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   auto t = e.last_run_tasks();
@@ -166,7 +170,8 @@ TEST(RunE2E, OnFailureRunGetsNullForFailedUpstream) {
 name: cleanup
 tasks:
   extract:
-    command: echo '{"rows": 5}'
+    command: |
+      echo '{"rows": 5}'
   load:
     depends_on: [extract]
     command: exit 1

@@ -28,7 +28,7 @@ TEST(ThirdPartyPlugin, BuiltAgainstInstalledSdkAndUsedFromPluginsYaml) {
                                    "  - {kind: executor, name: local, library: ork-exec-subprocess, default: true}\n"
                                    "  - {kind: executor, name: hello, library: " + so + ", config: {marker_file: " + marker + "}}\n");
   write_file(dir / "wf.yaml", "name: custom\ntasks:\n"
-                              "  on_local:\n    command: echo '{\"where\": \"local\"}'\n"
+                              "  on_local:\n    command: |\n      echo '{\"where\": \"local\"}'\n"
                               "  on_hello:\n    worker: hello\n    depends_on: [on_local]\n    command: cat\n");
   std::string host = std::string(ORK_BINARY_DIR) + "/bin/ork-host --plugins " + (dir / "plugins.yaml");
   auto plugins = run(host + " plugins 2>&1");

@@ -1,0 +1,96 @@
+// ork-worker: runs one task attempt described by spec.json in the object store (see docs/worker.md).
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+#include "worker.hpp"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: ork-worker [--spec KEY]\n"
+    "  Runs one task attempt. Environment:\n"
+    "    ORK_TASK_SPEC_PATH        object key of spec.json (--spec overrides)\n"
+    "    ORK_OBJECT_STORE          {\"library\": \"...\", \"config\": {...}}: the object-store plugin to load\n"
+    "    ORK_HEARTBEAT_INTERVAL_MS heartbeat period (default 10000)\n"
+    "  Exit codes: 0 success, 1 task failed, 2 usage/configuration error, 143 cancelled.\n";
+
+int usage_error(const std::string& msg) {
+  std::cerr << "ork-worker: " << msg << "\n" << kUsage;
+  return ork::worker::kExitUsage;
+}
+
+// Makes sure fds 0-2 are open, so pipes never land on them.
+void ensure_std_fds() {
+  for (int fd = 0; fd <= 2; ++fd)
+    if (::fcntl(fd, F_GETFD) == -1) ::open("/dev/null", O_RDWR);
+}
+
+std::chrono::milliseconds heartbeat_interval() {
+  const char* v = std::getenv("ORK_HEARTBEAT_INTERVAL_MS");
+  long ms = v && *v ? std::strtol(v, nullptr, 10) : 10000;
+  return std::chrono::milliseconds(ms >= 10 ? ms : 10000);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace ork::worker;
+  ensure_std_fds();
+  SignalWatch signals;  // before any thread starts (plugins may start some)
+
+  std::string spec_key;
+  if (const char* v = std::getenv("ORK_TASK_SPEC_PATH")) spec_key = v;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (a == "--spec" && i + 1 < argc) {
+      spec_key = argv[++i];
+    } else if (a.rfind("--spec=", 0) == 0) {
+      spec_key = a.substr(7);
+    } else {
+      return usage_error("unknown argument '" + a + "'");
+    }
+  }
+  if (spec_key.empty()) return usage_error("ORK_TASK_SPEC_PATH is not set (or pass --spec KEY)");
+
+  const char* store_env = std::getenv("ORK_OBJECT_STORE");
+  if (!store_env || !*store_env) return usage_error("ORK_OBJECT_STORE is not set");
+  auto ref = ork::json::parse(store_env, nullptr, false);
+  if (ref.is_discarded() || !ref.is_object() || !ref.contains("library") || !ref["library"].is_string())
+    return usage_error("ORK_OBJECT_STORE must be JSON {\"library\": \"...\", \"config\": {...}}");
+
+  std::unique_ptr<ork::ObjectProxy> store;
+  ork::json spec;
+  try {
+    store = ork::load_plugin<ork::ObjectProxy>("object", ref["library"].get<std::string>(),
+                                               ref.value("config", ork::json::object()));
+  } catch (const std::exception& e) {
+    std::cerr << "ork-worker: cannot load the object store: " << e.what() << std::endl;
+    return kExitUsage;
+  }
+  try {
+    auto text = store->get(spec_key);
+    if (!text) {
+      std::cerr << "ork-worker: spec not found: " << spec_key << std::endl;
+      return kExitUsage;
+    }
+    spec = ork::json::parse(*text);
+    if (!spec.is_object()) throw std::runtime_error("not a JSON object");
+  } catch (const std::exception& e) {
+    std::cerr << "ork-worker: cannot read the spec " << spec_key << ": " << e.what() << std::endl;
+    return kExitUsage;
+  }
+  try {
+    return Worker(*store, std::move(spec), spec_key, signals, heartbeat_interval()).run();
+  } catch (const std::exception& e) {
+    std::cerr << "ork-worker: " << e.what() << std::endl;
+    return kExitFailed;
+  }
+}

@@ -1,0 +1,101 @@
+// Child processes for task runtimes: RAII fds, the task log, signal handling through a signalfd, and one supervised
+// run (own process group, output capture, timeout and cancellation).
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <cstddef>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace ork::worker {
+
+// Owns one file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() { reset(); }
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+
+  int get() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+// The task log: runtime output interleaved with worker notes, tee'd to our stderr, capped at `cap` bytes (the rest is
+// dropped and counted). Thread-safe: the heartbeat thread uploads snapshots while the runtime writes.
+class TaskLog {
+ public:
+  explicit TaskLog(size_t cap = size_t{10} << 20) : cap_(cap) {}
+  void append(std::string_view data);
+  void note(std::string_view line);  // "[ork-worker] line\n"
+  std::string text() const;          // the log, plus a truncation note if bytes were dropped
+  size_t total() const;              // bytes ever appended: unchanged means nothing new to upload
+
+ private:
+  mutable std::mutex mu_;
+  std::string data_;
+  size_t cap_;
+  size_t total_ = 0;
+};
+
+// Blocks SIGTERM, SIGINT and SIGCHLD in the calling thread and reads them from a signalfd. Construct it first in
+// main(), before any thread starts, so every thread inherits the mask. SIGPIPE is ignored.
+class SignalWatch {
+ public:
+  SignalWatch();
+  ~SignalWatch();
+  SignalWatch(const SignalWatch&) = delete;
+  SignalWatch& operator=(const SignalWatch&) = delete;
+
+  int fd() const { return fd_.get(); }
+  // Reads pending signals; true once SIGTERM or SIGINT has arrived (sticky).
+  bool cancel_requested();
+
+ private:
+  Fd fd_;
+  sigset_t old_{};
+  bool cancelled_ = false;
+};
+
+struct ProcessSpec {
+  std::vector<std::string> argv;  // argv[0] is looked up on PATH when it has no '/'
+  std::vector<std::string> env;   // complete environment, "K=V"
+  std::string cwd;
+  std::optional<std::string> stdin_data;  // written to stdin, then closed; nullopt: /dev/null
+  double timeout_seconds = 0;             // <= 0: none
+  int timeout_grace_ms = 5000;            // SIGTERM → SIGKILL on timeout
+  int cancel_grace_ms = 3000;             // SIGTERM → SIGKILL on cancellation
+};
+
+struct ProcessResult {
+  enum class End { exited, signaled, timed_out, cancelled, spawn_failed };
+  End end = End::exited;
+  int exit_code = 0;  // exit status, or 128 + signal
+  int signal = 0;
+  std::string spawn_error;  // strerror of a failed spawn
+  std::string stdout_tail;  // the last up to 10 MB of stdout
+  std::string stderr_tail;  // the last up to 4 KB of stderr
+};
+
+// Runs one process in its own process group; its stdout and stderr go to `log` as they arrive. On timeout or
+// cancellation the whole group gets SIGTERM, then SIGKILL after the grace time. When the leader exits, what is left
+// of its group is killed and the pipes are drained for at most a second.
+ProcessResult run_process(const ProcessSpec& spec, TaskLog& log, SignalWatch& signals);
+
+// The last `max` bytes of s, starting on a UTF-8 character boundary.
+std::string utf8_tail(std::string_view s, size_t max);
+
+}  // namespace ork::worker

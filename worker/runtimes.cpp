@@ -1,0 +1,319 @@
+#include "runtimes.hpp"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#ifndef ORK_SOURCE_DIR
+#define ORK_SOURCE_DIR ""
+#endif
+
+extern char** environ;
+
+namespace ork::worker {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using EnvMap = std::map<std::string, std::string>;
+constexpr size_t kMaxInputEnv = 100 * 1024;  // larger inputs exceed the kernel's per-variable limit (128 KiB)
+constexpr size_t kStderrTail = 2048;
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// A string field of the spec; "" when missing, null or not a string.
+std::string str(const json& spec, const char* key) {
+  auto it = spec.find(key);
+  return it != spec.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+std::string env_value(const json& v) {
+  if (v.is_null()) return "";
+  return v.is_string() ? v.get<std::string>() : dump(v);
+}
+
+// A private temporary directory, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    const char* t = std::getenv("TMPDIR");
+    std::string tmpl = std::string(t && *t ? t : "/tmp") + "/ork-worker-XXXXXX";
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temporary directory: " + tmpl);
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const char* name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+void write_file(const std::string& path, const std::string& data) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f << data;
+  if (!f.flush()) throw std::runtime_error("cannot write " + path);
+}
+
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return std::nullopt;
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string trim(std::string_view s) {
+  const char* ws = " \t\r\n";
+  auto b = s.find_first_not_of(ws);
+  if (b == std::string_view::npos) return "";
+  return std::string(s.substr(b, s.find_last_not_of(ws) - b + 1));
+}
+
+std::optional<std::string> lookup(const EnvMap& env, const std::string& key) {
+  auto it = env.find(key);
+  if (it == env.end() || it->second.empty()) return std::nullopt;
+  return it->second;
+}
+
+// The worker's environment without the object-store reference, plus spec.env and the task context variables.
+EnvMap task_env(const json& spec) {
+  EnvMap env;
+  for (char** e = environ; *e; ++e) {
+    std::string_view kv(*e);
+    auto eq = kv.find('=');
+    if (eq != std::string_view::npos) env[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
+  }
+  env.erase("ORK_OBJECT_STORE");
+  if (auto it = spec.find("env"); it != spec.end() && it->is_object())
+    for (const auto& [k, v] : it->items()) env[k] = env_value(v);
+  const std::pair<const char*, const char*> ctx[] = {{"ORK_TASK_ID", "task_id"},
+                                                     {"ORK_RUN_ID", "run_id"},
+                                                     {"ORK_TASK_NAME", "task_name"},
+                                                     {"ORK_WORKFLOW_NAME", "workflow_name"},
+                                                     {"ORK_ATTEMPT", "attempt"},
+                                                     {"ORK_PARALLEL_INDEX", "parallel_index"},
+                                                     {"ORK_PARALLEL_COUNT", "parallel_count"}};
+  for (const auto& [var, field] : ctx) env[var] = env_value(spec.value(field, json()));
+  return env;
+}
+
+std::vector<std::string> envp(const EnvMap& env) {
+  std::vector<std::string> out;
+  out.reserve(env.size());
+  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+  return out;
+}
+
+double timeout_of(const json& spec) {
+  auto it = spec.find("timeout_seconds");
+  return it != spec.end() && it->is_number() ? it->get<double>() : 0;
+}
+
+// The error for a process that did not exit 0 (what: "command" or "python").
+TaskOutcome process_failure(const ProcessResult& r, const std::string& what, double timeout) {
+  using End = ProcessResult::End;
+  switch (r.end) {
+    case End::timed_out:
+      return failure("timeout", "execution timeout", {{"timeout_seconds", timeout}});
+    case End::cancelled:
+      return failure("cancelled", "cancelled");
+    case End::spawn_failed:
+      return failure("spawn_error", "cannot start " + what + ": " + r.spawn_error);
+    case End::signaled: {
+      const char* name = sigabbrev_np(r.signal);
+      return failure(
+          "exit_code",
+          what + " killed by signal " + std::to_string(r.signal) + (name ? " (SIG" + std::string(name) + ")" : ""),
+          {{"exit_code", r.exit_code}, {"signal", r.signal}, {"stderr_tail", utf8_tail(r.stderr_tail, kStderrTail)}});
+    }
+    case End::exited:
+      break;
+  }
+  return failure("exit_code", what + " exited with code " + std::to_string(r.exit_code),
+                 {{"exit_code", r.exit_code}, {"stderr_tail", utf8_tail(r.stderr_tail, kStderrTail)}});
+}
+
+// Output of a shell task: the last `ORK_OUTPUT:` stdout line, else the last non-empty line if it is JSON, else null.
+TaskOutcome stdout_output(const std::string& out) {
+  std::optional<std::string> last;
+  size_t end = out.size();
+  while (end > 0) {
+    size_t nl = out.rfind('\n', end - 1);
+    size_t begin = nl == std::string::npos ? 0 : nl + 1;
+    std::string line = trim(std::string_view(out).substr(begin, end - begin));
+    if (line.rfind("ORK_OUTPUT:", 0) == 0) {
+      json j = json::parse(line.substr(11), nullptr, false);
+      if (j.is_discarded()) return failure("output_error", "the ORK_OUTPUT: line is not valid JSON");
+      return {true, j, nullptr};
+    }
+    if (!last && !line.empty()) last = line;
+    if (nl == std::string::npos) break;
+    end = nl;
+  }
+  if (!last) return {true, nullptr, nullptr};
+  json j = json::parse(*last, nullptr, false);
+  return {true, j.is_discarded() ? json() : j, nullptr};
+}
+
+TaskOutcome run_shell(const json& spec, const std::string& base_dir, EnvMap env, TaskLog& log, SignalWatch& signals) {
+  TempDir tmp;
+  const json input = spec.value("input", json());
+  const std::string input_text = dump(input);
+  const std::string out_file = tmp.file("output.json"), in_file = tmp.file("input.json");
+  write_file(out_file, "");
+  write_file(in_file, input_text);
+  env["ORK_OUTPUT_FILE"] = out_file;
+  env["ORK_INPUT_FILE"] = in_file;
+  if (input_text.size() <= kMaxInputEnv)
+    env["ORK_INPUT_JSON"] = input_text;
+  else
+    log.note("input is " + std::to_string(input_text.size()) +
+             " bytes: ORK_INPUT_JSON not set (use stdin or ORK_INPUT_FILE)");
+
+  std::vector<std::string> argv;
+  const json command = spec.value("command", json());
+  const std::string file = str(spec, "file");
+  if (command.is_string() && !command.get<std::string>().empty()) {
+    argv = {"/bin/sh", "-c", command.get<std::string>()};
+  } else if (command.is_array() && !command.empty()) {
+    for (const auto& a : command) argv.push_back(env_value(a));
+  } else if (!file.empty()) {
+    fs::path p = fs::path(file).is_absolute() ? fs::path(file) : fs::path(base_dir) / file;
+    if (!fs::is_regular_file(p)) return failure("spec_error", "task file not found: " + file);
+    argv = ::access(p.c_str(), X_OK) == 0 ? std::vector<std::string>{p.string()}
+                                          : std::vector<std::string>{"/bin/sh", p.string()};
+  } else {
+    return failure("spec_error", "a shell task needs `command` or `file`");
+  }
+
+  const double timeout = timeout_of(spec);
+  ProcessSpec ps{argv, envp(env), base_dir, input_text, timeout};
+  ProcessResult r = run_process(ps, log, signals);
+  if (r.end != ProcessResult::End::exited || r.exit_code != 0) return process_failure(r, "command", timeout);
+
+  auto written = read_file(out_file);
+  if (written && !trim(*written).empty()) {
+    json j = json::parse(*written, nullptr, false);
+    if (j.is_discarded()) return failure("output_error", "ORK_OUTPUT_FILE does not contain valid JSON");
+    return {true, j, nullptr};
+  }
+  return stdout_output(r.stdout_tail);
+}
+
+std::string python_interpreter(const EnvMap& env) {
+  if (auto p = lookup(env, "ORK_PYTHON")) return *p;
+  std::string root;
+  if (auto r = lookup(env, "PYENV_ROOT"))
+    root = *r;
+  else if (auto h = lookup(env, "HOME"))
+    root = *h + "/.pyenv";
+  std::string pyenv = root + "/versions/3.11.7/bin/python3";
+  if (!root.empty() && ::access(pyenv.c_str(), X_OK) == 0) return pyenv;
+  return "python3";
+}
+
+std::string python_sdk_dir(const EnvMap& env) {
+  if (auto p = lookup(env, "ORK_PYTHON_SDK")) return *p;
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    fs::path installed = exe.parent_path().parent_path() / "share" / "ork" / "python";
+    if (fs::exists(installed / "ork" / "__init__.py", ec)) return installed.string();
+  }
+  return std::string(ORK_SOURCE_DIR) + "/sdk/python";
+}
+
+TaskOutcome run_python(const json& spec, const std::string& base_dir, EnvMap env, TaskLog& log, SignalWatch& signals) {
+  if (str(spec, "file").empty() && str(spec, "function").empty())
+    return failure("spec_error", "a python task needs `file` or `function`");
+  TempDir tmp;
+  const std::string req_file = tmp.file("request.json"), res_file = tmp.file("result.json");
+  json context = json::object();
+  for (const char* k :
+       {"task_id", "run_id", "task_name", "workflow_name", "attempt", "parallel_index", "parallel_count"})
+    context[k] = spec.value(k, json());
+  json request = {{"file", spec.value("file", json())},
+                  {"function", spec.value("function", json())},
+                  {"input", spec.value("input", json())},
+                  {"context", context}};
+  write_file(req_file, dump(request));
+
+  const std::string python = python_interpreter(env), sdk = python_sdk_dir(env);
+  auto old_path = lookup(env, "PYTHONPATH");
+  env["PYTHONPATH"] = sdk + ":" + base_dir + (old_path ? ":" + *old_path : "");
+  env["ORK_TASK_REQUEST"] = req_file;
+  env["ORK_TASK_RESULT"] = res_file;
+  if (!lookup(env, "PYTHONUNBUFFERED")) env["PYTHONUNBUFFERED"] = "1";
+  log.note("python: " + python + " -m ork.runner (sdk " + sdk + ")");
+
+  const double timeout = timeout_of(spec);
+  ProcessSpec ps{{python, "-m", "ork.runner"}, envp(env), base_dir, std::nullopt, timeout};
+  ProcessResult r = run_process(ps, log, signals);
+  using End = ProcessResult::End;
+  if (r.end == End::timed_out || r.end == End::cancelled || r.end == End::spawn_failed)
+    return process_failure(r, "python (" + python + ")", timeout);
+
+  auto text = read_file(res_file);
+  json res = text ? json::parse(*text, nullptr, false) : json(json::value_t::discarded);
+  if (res.is_discarded() || !res.is_object()) {
+    if (r.end != End::exited || r.exit_code != 0) return process_failure(r, "python", timeout);
+    return failure("runtime_error", "the python runner wrote no result");
+  }
+  TaskOutcome o;
+  o.metrics = res.value("metrics", json::array());
+  if (res.value("ok", false)) {
+    o.ok = true;
+    o.output = res.value("output", json());
+    return o;
+  }
+  json err = res.value("error", json::object());
+  if (!err.is_object()) err = json::object();
+  o.error = {{"type", err.value("type", std::string("exception"))},
+             {"message", err.value("message", std::string("task failed"))},
+             {"details", err.value("details", json())}};
+  return o;
+}
+
+}  // namespace
+
+TaskOutcome failure(const std::string& type, const std::string& message, json details) {
+  TaskOutcome o;
+  o.error = {{"type", type}, {"message", message}, {"details", std::move(details)}};
+  return o;
+}
+
+TaskOutcome run_runtime(const json& spec, TaskLog& log, SignalWatch& signals) {
+  try {
+    std::string executor = str(spec, "executor");
+    if (executor.empty()) {  // infer from the task's shape
+      const std::string file = str(spec, "file");
+      bool py = !str(spec, "function").empty() || (file.size() > 3 && file.substr(file.size() - 3) == ".py");
+      executor = py ? "python" : "shell";
+    }
+    std::string base_dir = str(spec, "base_dir");
+    if (base_dir.empty()) base_dir = fs::current_path().string();
+    std::error_code ec;
+    if (!fs::is_directory(base_dir, ec)) return failure("spec_error", "base_dir is not a directory: " + base_dir);
+    if (executor == "shell" || executor == "process") return run_shell(spec, base_dir, task_env(spec), log, signals);
+    if (executor == "python") return run_python(spec, base_dir, task_env(spec), log, signals);
+    return failure("spec_error", "unknown executor '" + executor + "' (this worker runs: shell, python)");
+  } catch (const std::exception& e) {
+    return failure("worker_error", e.what());
+  }
+}
+
+}  // namespace ork::worker

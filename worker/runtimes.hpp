@@ -1,0 +1,26 @@
+// Task runtimes the worker runs: `shell` (a command or script; JSON on stdin, output file or last stdout line) and
+// `python` (the Python SDK's `python -m ork.runner` with a request/result file pair).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "process.hpp"
+
+namespace ork::worker {
+
+using json = nlohmann::json;
+
+// What one attempt produced: output on success, or error {type, message, details}.
+struct TaskOutcome {
+  bool ok = false;
+  json output;
+  json error;
+  json metrics = json::array();  // python tasks: ctx.metrics.record(...) calls
+};
+
+TaskOutcome failure(const std::string& type, const std::string& message, json details = nullptr);
+
+// Runs the runtime spec["executor"] names, with cwd = spec["base_dir"]; never throws for task failures.
+TaskOutcome run_runtime(const json& spec, TaskLog& log, SignalWatch& signals);
+
+}  // namespace ork::worker
