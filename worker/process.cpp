@@ -219,7 +219,9 @@ ProcessResult run_process(const ProcessSpec& spec, TaskLog& log, SignalWatch& si
 
   enum class Stop { none, timeout, cancel } stopping = Stop::none;
   const auto start = Clock::now();
-  std::optional<Clock::time_point> deadline, kill_at, drain_until;
+  // Clock::time_point::max() means "not set" (std::optional here trips GCC 12 -Wmaybe-uninitialized at -O2).
+  constexpr Clock::time_point kNever = Clock::time_point::max();
+  Clock::time_point deadline = kNever, kill_at = kNever, drain_until = kNever;
   if (spec.timeout_seconds > 0)
     deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(spec.timeout_seconds));
   int status = 0;
@@ -241,21 +243,21 @@ ProcessResult run_process(const ProcessSpec& spec, TaskLog& log, SignalWatch& si
     stopping = why;
     ::kill(-pid, SIGTERM);
     auto at = Clock::now() + std::chrono::milliseconds(grace_ms);
-    if (!kill_at || at < *kill_at) kill_at = at;
+    if (at < kill_at) kill_at = at;
   };
 
   for (;;) {
     auto now = Clock::now();
-    if (exited && ((!out.r && !err.r) || now >= *drain_until)) break;
+    if (exited && ((!out.r && !err.r) || now >= drain_until)) break;
     if (!exited) {
-      if (stopping == Stop::none && deadline && now >= *deadline) {
+      if (stopping == Stop::none && deadline != kNever && now >= deadline) {
         log.note("execution timeout after " + std::to_string(spec.timeout_seconds) + " s: stopping the task");
         stop_group(Stop::timeout, spec.timeout_grace_ms);
-        deadline.reset();
+        deadline = kNever;
       }
-      if (kill_at && now >= *kill_at) {
+      if (kill_at != kNever && now >= kill_at) {
         ::kill(-pid, SIGKILL);
-        kill_at.reset();
+        kill_at = kNever;
       }
     }
 
@@ -268,10 +270,10 @@ ProcessResult run_process(const ProcessSpec& spec, TaskLog& log, SignalWatch& si
     if (in && in->w) fds[i_in = nfds++] = {in->w.get(), POLLOUT, 0};
     int wait_ms = 1000;
     if (exited) {
-      wait_ms = ms_until(*drain_until, now);
+      wait_ms = ms_until(drain_until, now);
     } else {
-      if (deadline) wait_ms = std::min(wait_ms, ms_until(*deadline, now));
-      if (kill_at) wait_ms = std::min(wait_ms, ms_until(*kill_at, now));
+      if (deadline != kNever) wait_ms = std::min(wait_ms, ms_until(deadline, now));
+      if (kill_at != kNever) wait_ms = std::min(wait_ms, ms_until(kill_at, now));
     }
     if (::poll(fds, static_cast<nfds_t>(nfds), wait_ms) < 0 && errno != EINTR) throw_errno("poll");
 

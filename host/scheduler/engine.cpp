@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <cstdlib>
-#include <regex>
+#include <cctype>
 #include <set>
 
 #include "core/util.hpp"
@@ -63,8 +63,37 @@ std::optional<json> lookup(const json& scope, const std::string& path) {
 
 }  // namespace
 
+namespace {
+
+// One `{{ path }}` occurrence in a string: [begin, end) of the whole reference and the trimmed path.
+struct TemplateRef {
+  size_t begin, end;
+  std::string path;
+};
+
+std::optional<TemplateRef> next_ref(const std::string& s, size_t from) {
+  size_t open = s.find("{{", from);
+  if (open == std::string::npos) return std::nullopt;
+  size_t close = s.find("}}", open + 2);
+  if (close == std::string::npos) return std::nullopt;
+  std::string inner = s.substr(open + 2, close - open - 2);
+  size_t a = inner.find_first_not_of(" \t"), b = inner.find_last_not_of(" \t");
+  std::string path = a == std::string::npos ? "" : inner.substr(a, b - a + 1);
+  bool ok = !path.empty() && path.front() != '.' && path.back() != '.' && path.find("..") == std::string::npos;
+  for (char c : path) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.');
+  if (!ok) return next_ref(s, open + 2);
+  return TemplateRef{open, close + 2, path};
+}
+
+json resolve_ref(const json& scope, const std::string& path) {
+  auto v = lookup(scope, path);
+  if (!v) throw std::runtime_error("unresolved reference '{{ " + path + " }}'");
+  return *v;
+}
+
+}  // namespace
+
 json resolve_templates(const json& value, const json& scope) {
-  static const std::regex ref(R"(\{\{\s*([A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)*)\s*\}\})");
   if (value.is_object()) {
     json out = json::object();
     for (auto it = value.begin(); it != value.end(); ++it) out[it.key()] = resolve_templates(it.value(), scope);
@@ -77,23 +106,18 @@ json resolve_templates(const json& value, const json& scope) {
   }
   if (!value.is_string()) return value;
   const std::string& s = value.get_ref<const std::string&>();
-  if (s.find("{{") == std::string::npos) return value;
-  std::smatch m;
-  if (std::regex_match(s, m, ref)) {
-    auto v = lookup(scope, m[1].str());
-    if (!v) throw std::runtime_error("unresolved reference '{{ " + m[1].str() + " }}'");
-    return *v;
-  }
+  auto ref = next_ref(s, 0);
+  if (!ref) return value;
+  if (ref->begin == 0 && ref->end == s.size()) return resolve_ref(scope, ref->path);
   std::string out;
-  auto begin = s.cbegin();
-  for (std::sregex_iterator it(s.begin(), s.end(), ref), end; it != end; ++it) {
-    out.append(begin, s.cbegin() + it->position());
-    auto v = lookup(scope, (*it)[1].str());
-    if (!v) throw std::runtime_error("unresolved reference '{{ " + (*it)[1].str() + " }}'");
-    out += v->is_string() ? v->get<std::string>() : v->dump();
-    begin = s.cbegin() + it->position() + it->length();
+  size_t pos = 0;
+  for (; ref; ref = next_ref(s, pos)) {
+    out.append(s, pos, ref->begin - pos);
+    json v = resolve_ref(scope, ref->path);
+    out += v.is_string() ? v.get<std::string>() : v.dump();
+    pos = ref->end;
   }
-  out.append(begin, s.cend());
+  out.append(s, pos, std::string::npos);
   return out;
 }
 

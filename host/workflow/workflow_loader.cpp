@@ -541,11 +541,9 @@ std::vector<std::string> unknown_type_names(const std::string& expr, const json&
 
 // Side information about one task that the model does not keep: marks of fields for graph diagnostics.
 struct TaskMarks {
-  YAML::Mark name;
-  YAML::Mark depends_on;
-  std::vector<YAML::Mark> dep;    // per depends_on entry (implicit ones get the mark of what caused them)
-  std::vector<bool> implicit;     // per depends_on entry: added by foreach/parallel/inputs refs
-  std::optional<YAML::Mark> ref;  // parallel/foreach mark
+  YAML::Mark depends_on;        // the depends_on value, or the task name when absent
+  std::vector<YAML::Mark> dep;  // per depends_on entry (implicit ones get the mark of what caused them)
+  std::vector<bool> implicit;   // per depends_on entry: added by foreach/parallel/inputs refs
 };
 
 // A `task.field` reference found while parsing, checked once all task names are known.
@@ -638,7 +636,6 @@ class Parser {
       TaskMarks marks;
       t.name = te.key;
       t.loc = {ctx_.file(), te.key_node.Mark().line + 1, te.key_node.Mark().column + 1};
-      marks.name = te.key_node.Mark();
       marks.depends_on = te.key_node.Mark();
       wf.tasks.push_back(std::move(t));
       marks_.push_back(std::move(marks));
