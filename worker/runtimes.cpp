@@ -118,6 +118,19 @@ std::vector<std::string> envp(const EnvMap& env) {
   return out;
 }
 
+// The task's SIGTERM → SIGKILL grace on cancel: shorter than the executor's own grace for the worker
+// (ORK_TASK_CANCEL_GRACE_MS, set by the host), so the task is gone before the worker could be killed.
+ProcessSpec process_spec(std::vector<std::string> argv, const EnvMap& env, const std::string& base_dir,
+                         std::optional<std::string> input, double timeout) {
+  ProcessSpec ps{std::move(argv), envp(env), base_dir, std::move(input), timeout};
+  if (const char* g = std::getenv("ORK_TASK_CANCEL_GRACE_MS"); g && *g) {
+    char* end = nullptr;
+    long v = std::strtol(g, &end, 10);
+    if (end && *end == '\0' && v >= 0) ps.cancel_grace_ms = static_cast<int>(v);
+  }
+  return ps;
+}
+
 double timeout_of(const json& spec) {
   auto it = spec.find("timeout_seconds");
   return it != spec.end() && it->is_number() ? it->get<double>() : 0;
@@ -201,7 +214,7 @@ TaskOutcome run_shell(const json& spec, const std::string& base_dir, EnvMap env,
   }
 
   const double timeout = timeout_of(spec);
-  ProcessSpec ps{argv, envp(env), base_dir, input_text, timeout};
+  ProcessSpec ps = process_spec(argv, env, base_dir, input_text, timeout);
   ProcessResult r = run_process(ps, log, signals);
   if (r.end != ProcessResult::End::exited || r.exit_code != 0) return process_failure(r, "command", timeout);
 
@@ -261,7 +274,7 @@ TaskOutcome run_python(const json& spec, const std::string& base_dir, EnvMap env
   log.note("python: " + python + " -m ork.runner (sdk " + sdk + ")");
 
   const double timeout = timeout_of(spec);
-  ProcessSpec ps{{python, "-m", "ork.runner"}, envp(env), base_dir, std::nullopt, timeout};
+  ProcessSpec ps = process_spec({python, "-m", "ork.runner"}, env, base_dir, std::nullopt, timeout);
   ProcessResult r = run_process(ps, log, signals);
   using End = ProcessResult::End;
   if (r.end == End::timed_out || r.end == End::cancelled || r.end == End::spawn_failed)

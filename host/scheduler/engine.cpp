@@ -472,7 +472,8 @@ void Engine::dispatch(RunState& r, TaskState& t) {
             {"log_key", base + "logs/attempt-" + std::to_string(t.attempt()) + ".log"}};
   json exec_env{{"ORK_TASK_SPEC_PATH", spec_key},
                 {"ORK_OBJECT_STORE", plugins_.object_store_ref().dump()},
-                {"ORK_HEARTBEAT_INTERVAL_MS", std::to_string(cfg_.heartbeat_interval_ms)}};
+                {"ORK_HEARTBEAT_INTERVAL_MS", std::to_string(cfg_.heartbeat_interval_ms)},
+                {"ORK_TASK_CANCEL_GRACE_MS", std::to_string(cfg_.cancel_grace_ms / 2)}};
   json exec_cfg{{"task_id", t.id()},
                 {"run_id", r.id()},
                 {"task_name", def.name},
@@ -609,6 +610,7 @@ bool Engine::read_worker_status(RunState& r, TaskState& t) {
                                                                    : error_obj("failed", "task failed");
     if (t.row.contains("_cancel_requested")) {
       set_task_terminal(r, t, "cancelled", error_obj("cancelled", "cancelled by user"));
+      advance(r);
       return true;
     }
     fail_attempt(r, t, err, false);
@@ -652,6 +654,7 @@ void Engine::on_executor_state(RunState& r, TaskState& t, const std::string& sta
   if (!find_run(run_id) || !is_active(t.status())) return;
   if (state == "cancelled" || t.row.contains("_cancel_requested")) {
     set_task_terminal(r, t, "cancelled", error_obj("cancelled", "cancelled by user"));
+    advance(r);
     return;
   }
   json details{{"exit_code", ev.value("exit_code", json(nullptr))}};

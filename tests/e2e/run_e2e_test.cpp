@@ -200,6 +200,31 @@ TEST(RunE2E, InvalidWorkflowIsRefusedWithFileAndLine) {
   EXPECT_NE(r.output.find("nope"), std::string::npos) << r.output;
 }
 
+TEST(RunE2E, InterruptCancelsTheRunAndStopsItsTasks) {
+  Env e;
+  std::string marker = e.dir / "started", wf = e.workflow(R"(
+name: long
+tasks:
+  long:
+    command: |
+      trap '' TERM; echo $$ > )" + e.dir / "pid" + R"(; touch )" + marker + R"(; sleep 60
+  after:
+    depends_on: [long]
+    command: echo '{}'
+)");
+  Process host("exec env " + e.prefix() + kHost + " run " + wf, e.dir / "host.log");
+  ASSERT_TRUE(eventually([&] { return fs::exists(marker); }, std::chrono::seconds(20))) << read_file(e.dir / "host.log");
+  ::kill(host.pid(), SIGINT);
+  EXPECT_EQ(host.wait(std::chrono::seconds(20)), 130) << read_file(e.dir / "host.log");
+  auto t = e.last_run_tasks();
+  EXPECT_EQ(t["_run"]["status"], "cancelled");
+  EXPECT_EQ(t["long"]["status"], "cancelled");
+  EXPECT_EQ(t["after"]["status"], "skipped");
+  // The task ignored SIGTERM; the grace period ran out and SIGKILL ended it.
+  pid_t pid = std::stoi(read_file(e.dir / "pid"));
+  EXPECT_TRUE(eventually([&] { return ::kill(pid, 0) != 0; }, std::chrono::seconds(5)));
+}
+
 TEST(RunE2E, PluginsCommandListsEmbeddedDefaults) {
   Env e;
   auto r = run(e.prefix() + kHost + " plugins 2>&1");
