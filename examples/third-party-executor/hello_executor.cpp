@@ -1,8 +1,6 @@
 // "hello": a minimal third-party executor. It starts ork-worker as a child process and is polled for status
 // (kPollIntervalMs), which shows the path for executors that cannot push events. Optionally appends one line per
 // dispatch to `marker_file` so you can see it ran.
-#include <ork/plugin.hpp>
-
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -11,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <ork/plugin.hpp>
 
 extern char** environ;
 

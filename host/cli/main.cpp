@@ -80,7 +80,8 @@ void print_event(const ork::EngineEvent& ev) {
     std::string status = d.value("status", "");
     std::string line = "[" + t + "] " + d.value("task_name", "") + " " + status;
     int attempt = d.value("attempt", 0), max = d.value("max_retries", 0);
-    if (attempt > 0 && (max > 0 || attempt > 1)) line += " (attempt " + std::to_string(attempt) + "/" + std::to_string(max + 1) + ")";
+    if (attempt > 0 && (max > 0 || attempt > 1))
+      line += " (attempt " + std::to_string(attempt) + "/" + std::to_string(max + 1) + ")";
     if (d.contains("error") && d["error"].is_object() && status != "success")
       line += ": " + d["error"].value("message", std::string());
     std::cout << line << std::endl;
@@ -239,7 +240,8 @@ int main(int argc, char** argv) {
   CLI::App app{"ork-host: the Ork workflow orchestrator host"};
   app.require_subcommand(1);
   Options o;
-  app.add_option("--plugins", o.plugins_file, "plugins.yaml to load (default: $ORK_HOME/plugins.yaml or the embedded default)");
+  app.add_option("--plugins", o.plugins_file,
+                 "plugins.yaml to load (default: $ORK_HOME/plugins.yaml or the embedded default)");
   app.add_option("--home", o.home, "state folder for the embedded default (default: $ORK_HOME or ./.ork)");
   app.add_flag("-v,--verbose", o.verbose, "debug logging");
 

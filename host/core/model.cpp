@@ -7,7 +7,9 @@ namespace ork {
 
 namespace {
 
-json opt_to_json(const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); }
+json opt_to_json(const std::optional<std::string>& v) {
+  return v ? json(*v) : json(nullptr);
+}
 
 std::optional<std::string> opt_from_json(const json& j, const char* key) {
   auto it = j.find(key);
@@ -24,10 +26,14 @@ T value_or(const json& j, const char* key, T def) {
 
 const char* kind_name(Parallelism::Kind k) {
   switch (k) {
-    case Parallelism::Kind::None: return "none";
-    case Parallelism::Kind::Static: return "static";
-    case Parallelism::Kind::CountRef: return "count_ref";
-    case Parallelism::Kind::ForEach: return "foreach";
+    case Parallelism::Kind::None:
+      return "none";
+    case Parallelism::Kind::Static:
+      return "static";
+    case Parallelism::Kind::CountRef:
+      return "count_ref";
+    case Parallelism::Kind::ForEach:
+      return "foreach";
   }
   return "none";
 }

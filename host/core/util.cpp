@@ -75,6 +75,8 @@ std::string new_uuid() {
   return buf;
 }
 
-std::string now_str() { return format_time(now_ms()); }
+std::string now_str() {
+  return format_time(now_ms());
+}
 
 }  // namespace ork

@@ -15,11 +15,16 @@ namespace fs = std::filesystem;
 
 const char* kind_name(int32_t kind) {
   switch (kind) {
-    case ORK_KIND_STATE: return "state";
-    case ORK_KIND_OBJECT: return "object";
-    case ORK_KIND_EXECUTOR: return "executor";
-    case ORK_KIND_IMPORTER: return "importer";
-    default: return "unknown";
+    case ORK_KIND_STATE:
+      return "state";
+    case ORK_KIND_OBJECT:
+      return "object";
+    case ORK_KIND_EXECUTOR:
+      return "executor";
+    case ORK_KIND_IMPORTER:
+      return "importer";
+    default:
+      return "unknown";
   }
 }
 
@@ -111,8 +116,8 @@ void LoadedPlugin::open(const PluginSpec& spec, int32_t kind, NotifyFn notify) {
     throw PluginLoadError(ctx + ": cannot load " + path_ + ": " + e.what());
   }
   if (!impl_->lib.has(ORK_PLUGIN_ENTRY_SYMBOL))
-    throw PluginLoadError(ctx + ": " + path_ + " does not export the symbol '" ORK_PLUGIN_ENTRY_SYMBOL
-                                "' (not an Ork plugin)");
+    throw PluginLoadError(ctx + ": " + path_ +
+                          " does not export the symbol '" ORK_PLUGIN_ENTRY_SYMBOL "' (not an Ork plugin)");
   auto& entry = impl_->lib.get<const ork_plugin_descriptor*()>(ORK_PLUGIN_ENTRY_SYMBOL);
   desc_ = entry();
   if (!desc_) throw PluginLoadError(ctx + ": " + path_ + ": " ORK_PLUGIN_ENTRY_SYMBOL "() returned no descriptor");
@@ -149,8 +154,7 @@ void LoadedPlugin::open(const PluginSpec& spec, int32_t kind, NotifyFn notify) {
     spdlog::log(lvl, "[{}] {}", self->name, msg ? msg : "");
   };
   impl_->services.now_ms = [](void*) -> int64_t {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
         .count();
   };
   impl_->services.notify = [](void* c, const char* ev) {
@@ -188,7 +192,8 @@ void LoadedPlugin::free_buf(ork_buf& b) const {
 void LoadedPlugin::fail(ork_status st, ork_buf& buf, const char* op) const {
   std::string m = message_of(buf);
   free_buf(buf);
-  throw PluginCallError(st, kind_ + " plugin '" + name_ + "' " + op + ": " + (m.empty() ? "error " + std::to_string(st) : m));
+  throw PluginCallError(
+      st, kind_ + " plugin '" + name_ + "' " + op + ": " + (m.empty() ? "error " + std::to_string(st) : m));
 }
 
 json LoadedPlugin::call(size_t offset, const char* op, const json& args) const {
@@ -245,7 +250,9 @@ json ImporterProxy::import_tasks(const json& a) const {
 }
 
 namespace {
-const ork_object_vtable& ovt(const void* v) { return *static_cast<const ork_object_vtable*>(v); }
+const ork_object_vtable& ovt(const void* v) {
+  return *static_cast<const ork_object_vtable*>(v);
+}
 }  // namespace
 
 std::optional<std::string> ObjectProxy::get(const std::string& key) const {
@@ -310,8 +317,10 @@ std::unique_ptr<Proxy> load_plugin(const std::string& kind, const std::string& l
   return p;
 }
 
-template std::unique_ptr<StateProxy> load_plugin<StateProxy>(const std::string&, const std::string&, const json&, NotifyFn);
-template std::unique_ptr<ObjectProxy> load_plugin<ObjectProxy>(const std::string&, const std::string&, const json&, NotifyFn);
+template std::unique_ptr<StateProxy> load_plugin<StateProxy>(const std::string&, const std::string&, const json&,
+                                                             NotifyFn);
+template std::unique_ptr<ObjectProxy> load_plugin<ObjectProxy>(const std::string&, const std::string&, const json&,
+                                                               NotifyFn);
 template std::unique_ptr<ExecutorProxy> load_plugin<ExecutorProxy>(const std::string&, const std::string&, const json&,
                                                                    NotifyFn);
 template std::unique_ptr<ImporterProxy> load_plugin<ImporterProxy>(const std::string&, const std::string&, const json&,
@@ -376,10 +385,10 @@ std::vector<const LoadedPlugin*> PluginRegistry::all() const {
 
 json PluginRegistry::object_store_ref() const {
   return {{"library", objects_->path()}, {"config", [&] {
-             for (const auto& s : cfg_.plugins)
-               if (s.kind == "object") return s.config;
-             return json::object();
-           }()}};
+                                            for (const auto& s : cfg_.plugins)
+                                              if (s.kind == "object") return s.config;
+                                            return json::object();
+                                          }()}};
 }
 
 }  // namespace ork

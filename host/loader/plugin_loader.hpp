@@ -77,7 +77,9 @@ class LoadedPlugin {
 class StateProxy : public LoadedPlugin {
  public:
   json put_workflow(const json& a) const { return op(&ork_state_vtable::put_workflow, "put_workflow", a); }
-  std::optional<json> get_workflow(const json& a) const { return maybe(&ork_state_vtable::get_workflow, "get_workflow", a); }
+  std::optional<json> get_workflow(const json& a) const {
+    return maybe(&ork_state_vtable::get_workflow, "get_workflow", a);
+  }
   json list_workflows(const json& a) const { return op(&ork_state_vtable::list_workflows, "list_workflows", a); }
   json delete_workflow(const json& a) const { return op(&ork_state_vtable::delete_workflow, "delete_workflow", a); }
   json create_run(const json& a) const { return op(&ork_state_vtable::create_run, "create_run", a); }
@@ -90,7 +92,9 @@ class StateProxy : public LoadedPlugin {
   json acquire_lease(const json& a) const { return op(&ork_state_vtable::acquire_lease, "acquire_lease", a); }
   json renew_lease(const json& a) const { return op(&ork_state_vtable::renew_lease, "renew_lease", a); }
   json release_lease(const json& a) const { return op(&ork_state_vtable::release_lease, "release_lease", a); }
-  json get_due_schedules(const json& a) const { return op(&ork_state_vtable::get_due_schedules, "get_due_schedules", a); }
+  json get_due_schedules(const json& a) const {
+    return op(&ork_state_vtable::get_due_schedules, "get_due_schedules", a);
+  }
   json put_schedule(const json& a) const { return op(&ork_state_vtable::put_schedule, "put_schedule", a); }
   json claim_schedule(const json& a) const { return op(&ork_state_vtable::claim_schedule, "claim_schedule", a); }
 
@@ -106,7 +110,9 @@ class ObjectProxy : public LoadedPlugin {
   void del(const std::string& key) const;
   std::vector<std::string> list(const std::string& prefix) const;
   std::optional<json> get_json(const std::string& key) const;
-  void put_json(const std::string& key, const json& value) const { put(key, value.dump(), {{"content_type", "application/json"}}); }
+  void put_json(const std::string& key, const json& value) const {
+    put(key, value.dump(), {{"content_type", "application/json"}});
+  }
 };
 
 class ExecutorProxy : public LoadedPlugin {

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <boost/asio/post.hpp>
-#include <cstdlib>
 #include <cctype>
+#include <cstdlib>
 #include <set>
 
 #include "core/util.hpp"
@@ -18,7 +18,9 @@ namespace {
 bool is_terminal(const std::string& s) {
   return s == "success" || s == "failed" || s == "skipped" || s == "cancelled";
 }
-bool is_active(const std::string& s) { return s == "dispatched" || s == "running"; }
+bool is_active(const std::string& s) {
+  return s == "dispatched" || s == "running";
+}
 
 int64_t env_ms(const char* name, int64_t def) {
   const char* v = std::getenv(name);
@@ -181,27 +183,50 @@ std::string Engine::start_run(const std::string& workflow_name, const json& inpu
   if (!wf_rec) throw std::runtime_error("workflow '" + workflow_name + "' is not deployed");
   WorkflowDefinition wf = (*wf_rec)["definition"].get<WorkflowDefinition>();
   std::string run_id = new_uuid(), now = now_str();
-  json run{{"id", run_id},          {"workflow_id", (*wf_rec)["id"]}, {"workflow_name", workflow_name},
-           {"workflow_version", (*wf_rec)["version"]},                {"status", "pending"},
-           {"triggered_by", triggered_by},                            {"input", input.is_object() ? input : json::object()},
-           {"owner", nullptr},      {"lease_expires", nullptr},       {"error", nullptr},
-           {"started_at", nullptr}, {"finished_at", nullptr},         {"created_at", now}};
+  json run{{"id", run_id},
+           {"workflow_id", (*wf_rec)["id"]},
+           {"workflow_name", workflow_name},
+           {"workflow_version", (*wf_rec)["version"]},
+           {"status", "pending"},
+           {"triggered_by", triggered_by},
+           {"input", input.is_object() ? input : json::object()},
+           {"owner", nullptr},
+           {"lease_expires", nullptr},
+           {"error", nullptr},
+           {"started_at", nullptr},
+           {"finished_at", nullptr},
+           {"created_at", now}};
   json tasks = json::array();
   int seq = 0;
   for (const auto& def : wf.tasks) {
     if (def.parallel.kind != Parallelism::Kind::None)
-      throw std::runtime_error("task '" + def.name + "': parallel/foreach fan-out is not supported by this scheduler yet");
+      throw std::runtime_error("task '" + def.name +
+                               "': parallel/foreach fan-out is not supported by this scheduler yet");
     json task_input = def.input;
-    tasks.push_back({{"id", new_uuid()},          {"run_id", run_id},         {"task_name", def.name},
-                     {"status", "pending"},        {"attempt", 0},             {"max_retries", def.retries},
-                     {"parallel_index", nullptr},  {"parallel_count", nullptr}, {"executor", def.worker},
-                     {"executor_id", nullptr},     {"input", task_input},      {"output", nullptr},
-                     {"error", nullptr},           {"not_before", nullptr},    {"heartbeat_at", nullptr},
-                     {"dispatched_at", nullptr},   {"started_at", nullptr},    {"finished_at", nullptr},
-                     {"created_at", now},          {"seq", seq++}});
+    tasks.push_back({{"id", new_uuid()},
+                     {"run_id", run_id},
+                     {"task_name", def.name},
+                     {"status", "pending"},
+                     {"attempt", 0},
+                     {"max_retries", def.retries},
+                     {"parallel_index", nullptr},
+                     {"parallel_count", nullptr},
+                     {"executor", def.worker},
+                     {"executor_id", nullptr},
+                     {"input", task_input},
+                     {"output", nullptr},
+                     {"error", nullptr},
+                     {"not_before", nullptr},
+                     {"heartbeat_at", nullptr},
+                     {"dispatched_at", nullptr},
+                     {"started_at", nullptr},
+                     {"finished_at", nullptr},
+                     {"created_at", now},
+                     {"seq", seq++}});
   }
   plugins_.state().create_run({{"run", run}, {"tasks", tasks}});
-  auto lease = plugins_.state().acquire_lease({{"run_id", run_id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
+  auto lease =
+      plugins_.state().acquire_lease({{"run_id", run_id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
   if (lease.value("acquired", false)) {
     run["owner"] = cfg_.host_id;
     adopt(run, true);
@@ -215,7 +240,8 @@ void Engine::resume_all() {
   for (const auto& run : res["runs"]) {
     std::string id = run["id"];
     if (runs_.count(id)) continue;
-    auto lease = plugins_.state().acquire_lease({{"run_id", id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
+    auto lease =
+        plugins_.state().acquire_lease({{"run_id", id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
     if (!lease.value("acquired", false)) {
       // Leased by another host: look again when that lease would expire (a deadline, not a polling loop).
       int64_t exp = time_or(run, "lease_expires", now_ms() + cfg_.lease_ttl_ms);
@@ -267,7 +293,10 @@ void Engine::adopt(json run, bool fresh) {
   runs_[id] = std::move(r);
   if (rs.run["status"] == "pending") {
     std::string now = now_str();
-    if (plugins_.state().update_run({{"id", id}, {"set", {{"status", "running"}, {"started_at", now}}}, {"expect", {{"status", "pending"}}}})
+    if (plugins_.state()
+            .update_run({{"id", id},
+                         {"set", {{"status", "running"}, {"started_at", now}}},
+                         {"expect", {{"status", "pending"}}}})
             .value("updated", false)) {
       rs.run["status"] = "running";
       rs.run["started_at"] = now;
@@ -299,7 +328,8 @@ void Engine::renew_lease(const std::string& run_id) {
   r->lease_timer->async_wait([this, run_id, alive = alive_](const boost::system::error_code& ec) {
     if (ec || !*alive) return;
     try {
-      auto res = plugins_.state().renew_lease({{"run_id", run_id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
+      auto res =
+          plugins_.state().renew_lease({{"run_id", run_id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
       if (!res.value("renewed", false)) {
         spdlog::warn("lost the lease on run {}; another host owns it now", run_id);
         drop_run(run_id);
@@ -360,8 +390,10 @@ void Engine::advance(RunState& r) {
     for (const auto& d : deps) {
       for (TaskState* u : r.by_name[d]) {
         std::string us = u->status();
-        if (!is_terminal(us)) ready = false;
-        else if (us != "success") upstream_failed = true;
+        if (!is_terminal(us))
+          ready = false;
+        else if (us != "success")
+          upstream_failed = true;
       }
     }
     if (!t.def) {
@@ -418,8 +450,9 @@ void Engine::dispatch(RunState& r, TaskState& t) {
   const TaskDefinition& def = *t.def;
   ExecutorProxy* ex = plugins_.executor(def.worker);
   if (!ex) {
-    set_task_terminal(r, t, "failed",
-                      error_obj("spec_error", "no executor plugin named '" + def.worker + "' in " + plugins_.config().source));
+    set_task_terminal(
+        r, t, "failed",
+        error_obj("spec_error", "no executor plugin named '" + def.worker + "' in " + plugins_.config().source));
     return;
   }
   auto acq = plugins_.state().try_acquire_task({{"run_id", r.id()}, {"id", t.id()}});
@@ -606,8 +639,8 @@ bool Engine::read_worker_status(RunState& r, TaskState& t) {
     return true;
   }
   if (s == "failed") {
-    json err = st->contains("error") && (*st)["error"].is_object() ? (*st)["error"]
-                                                                   : error_obj("failed", "task failed");
+    json err =
+        st->contains("error") && (*st)["error"].is_object() ? (*st)["error"] : error_obj("failed", "task failed");
     if (t.row.contains("_cancel_requested")) {
       set_task_terminal(r, t, "cancelled", error_obj("cancelled", "cancelled by user"));
       advance(r);
@@ -666,7 +699,8 @@ bool Engine::update_task(RunState& r, TaskState& t, json set) {
   json expect{{"status", t.row["status"]}, {"attempt", t.row["attempt"]}};
   auto res = plugins_.state().update_task_run({{"run_id", r.id()}, {"id", t.id()}, {"set", set}, {"expect", expect}});
   if (!res.value("updated", false)) {
-    spdlog::warn("task {} changed under us (status {} attempt {})", t.row.value("task_name", ""), t.status(), t.attempt());
+    spdlog::warn("task {} changed under us (status {} attempt {})", t.row.value("task_name", ""), t.status(),
+                 t.attempt());
     return false;
   }
   for (auto it = set.begin(); it != set.end(); ++it) t.row[it.key()] = it.value();
@@ -696,8 +730,12 @@ void Engine::fail_attempt(RunState& r, TaskState& t, const json& error, bool can
   int max_retries = t.row.value("max_retries", 0);
   if (t.attempt() <= max_retries && r.run["status"] != "cancelled") {
     int64_t delay = int64_t(t.def ? t.def->retry_delay_seconds : 0) * 1000;
-    if (!update_task(r, t, {{"status", "pending"}, {"error", error}, {"executor_id", nullptr},
-                            {"not_before", format_time(now_ms() + delay)}, {"finished_at", now_str()}}))
+    if (!update_task(r, t,
+                     {{"status", "pending"},
+                      {"error", error},
+                      {"executor_id", nullptr},
+                      {"not_before", format_time(now_ms() + delay)},
+                      {"finished_at", now_str()}}))
       return;
     spdlog::info("task {} attempt {} failed ({}); retrying in {} ms", t.row.value("task_name", ""), t.attempt(),
                  error.value("message", ""), delay);

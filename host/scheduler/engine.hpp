@@ -18,20 +18,20 @@
 namespace ork {
 
 struct EngineConfig {
-  std::string host_id;                     // lease owner id; unique per process
-  int64_t lease_ttl_ms = 60000;            // run lease; renewed every ttl/3
-  int64_t heartbeat_timeout_ms = 60000;    // stale heartbeat fails the attempt
-  int64_t heartbeat_interval_ms = 10000;   // what workers are told; also the re-attach watch period
-  int64_t start_timeout_ms = 300000;       // a dispatched job that never starts fails
-  int64_t cancel_grace_ms = 10000;         // SIGTERM → SIGKILL grace passed to executors
-  std::vector<std::string> worker_command; // how executors start ork-worker
-  static EngineConfig from_env();          // defaults overridden by ORK_* environment variables
+  std::string host_id;                      // lease owner id; unique per process
+  int64_t lease_ttl_ms = 60000;             // run lease; renewed every ttl/3
+  int64_t heartbeat_timeout_ms = 60000;     // stale heartbeat fails the attempt
+  int64_t heartbeat_interval_ms = 10000;    // what workers are told; also the re-attach watch period
+  int64_t start_timeout_ms = 300000;        // a dispatched job that never starts fails
+  int64_t cancel_grace_ms = 10000;          // SIGTERM → SIGKILL grace passed to executors
+  std::vector<std::string> worker_command;  // how executors start ork-worker
+  static EngineConfig from_env();           // defaults overridden by ORK_* environment variables
 };
 
 // A run or task status change, for progress output and (later) the API's event stream.
 struct EngineEvent {
   std::string kind;  // "run" | "task"
-  json data;         // run: {run_id, workflow_name, status, error}; task: {run_id, task_id, task_name, status, attempt, error}
+  json data;  // run: {run_id, workflow_name, status, error}; task: {run_id, task_id, task_name, status, attempt, error}
 };
 
 class Engine {
@@ -94,7 +94,8 @@ class Engine {
 };
 
 // Resolves `{{ task.field.sub }}` / `{{ input.key }}` references in strings inside `value` against `scope`.
-// A string that is exactly one reference takes the referenced JSON value (any type); otherwise it is substituted as text.
+// A string that is exactly one reference takes the referenced JSON value (any type); otherwise it is substituted as
+// text.
 json resolve_templates(const json& value, const json& scope);
 
 }  // namespace ork

@@ -54,9 +54,15 @@ const std::set<std::string> kPrimitiveTypes = {"int",  "float",         "str",  
 
 // ---- Small lexical matchers (hand-written: std::regex trips GCC 12's -Wmaybe-uninitialized at -O2) ----
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool is_word(char c) { return is_alpha(c) || is_digit(c) || c == '_'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool is_alpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool is_word(char c) {
+  return is_alpha(c) || is_digit(c) || c == '_';
+}
 
 // Non-empty and every character satisfies `ok`.
 template <typename Pred>
@@ -64,7 +70,9 @@ bool all_chars(std::string_view s, Pred ok) {
   return !s.empty() && std::all_of(s.begin(), s.end(), ok);
 }
 
-bool is_digits(std::string_view s) { return all_chars(s, is_digit); }
+bool is_digits(std::string_view s) {
+  return all_chars(s, is_digit);
+}
 bool is_workflow_name(std::string_view s) {  // [A-Za-z0-9_.-]+
   return all_chars(s, [](char c) { return is_word(c) || c == '.' || c == '-'; });
 }
@@ -166,13 +174,20 @@ Kind kind_of(const YAML::Node& n) {
 
 const char* kind_name(Kind k) {
   switch (k) {
-    case Kind::Null: return "null";
-    case Kind::Bool: return "a boolean";
-    case Kind::Int: return "an integer";
-    case Kind::Float: return "a number";
-    case Kind::String: return "a string";
-    case Kind::Sequence: return "a list";
-    case Kind::Map: return "a map";
+    case Kind::Null:
+      return "null";
+    case Kind::Bool:
+      return "a boolean";
+    case Kind::Int:
+      return "an integer";
+    case Kind::Float:
+      return "a number";
+    case Kind::String:
+      return "a string";
+    case Kind::Sequence:
+      return "a list";
+    case Kind::Map:
+      return "a map";
   }
   return "?";
 }
@@ -199,7 +214,9 @@ std::optional<int64_t> parse_int64(const std::string& s) {
   return v;
 }
 
-bool is_bool_true(const std::string& s) { return s == "true" || s == "True" || s == "TRUE"; }
+bool is_bool_true(const std::string& s) {
+  return s == "true" || s == "True" || s == "TRUE";
+}
 
 int levenshtein(const std::string& a, const std::string& b) {
   std::vector<int> prev(b.size() + 1), cur(b.size() + 1);
@@ -262,7 +279,9 @@ struct Entry {
   YAML::Mark at() const { return value.IsNull() ? key_node.Mark() : value.Mark(); }
 };
 
-std::string join_path(const std::string& base, const std::string& key) { return base.empty() ? key : base + "." + key; }
+std::string join_path(const std::string& base, const std::string& key) {
+  return base.empty() ? key : base + "." + key;
+}
 
 // Lists a map's entries in file order, reporting non-scalar keys, duplicates and (if `allowed` is given) unknown
 // keys. Only the first of duplicated keys is returned.
@@ -307,14 +326,18 @@ const Entry* get(const std::vector<Entry>& es, const std::string& key) {
 
 json to_json_value(const YAML::Node& n, const std::string& path, Ctx& ctx) {
   switch (kind_of(n)) {
-    case Kind::Null: return nullptr;
-    case Kind::Bool: return is_bool_true(n.Scalar());
+    case Kind::Null:
+      return nullptr;
+    case Kind::Bool:
+      return is_bool_true(n.Scalar());
     case Kind::Int: {
       if (auto v = parse_int64(n.Scalar())) return *v;
       return std::strtod(n.Scalar().c_str(), nullptr);  // beyond int64: keep as a double
     }
-    case Kind::Float: return std::strtod(n.Scalar().c_str(), nullptr);
-    case Kind::String: return n.Scalar();
+    case Kind::Float:
+      return std::strtod(n.Scalar().c_str(), nullptr);
+    case Kind::String:
+      return n.Scalar();
     case Kind::Sequence: {
       json arr = json::array();
       size_t i = 0;

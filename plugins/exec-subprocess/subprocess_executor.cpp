@@ -106,7 +106,9 @@ std::string safe_segment(const json& cfg, const char* field) {
   return s;
 }
 
-std::string env_value(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+std::string env_value(const json& v) {
+  return v.is_string() ? v.get<std::string>() : v.dump();
+}
 
 // One dispatched attempt.
 struct Child {
@@ -137,7 +139,8 @@ class SubprocessExecutor : public ork::Executor {
     if (!cfg.is_null() && !cfg.is_object()) ork::throw_invalid("exec-subprocess: config must be an object");
     auto str = [&](const char* k) -> std::string {
       if (!cfg.contains(k) || cfg[k].is_null()) return "";
-      if (!cfg[k].is_string()) ork::throw_invalid(std::string("exec-subprocess: config \"") + k + "\" must be a string");
+      if (!cfg[k].is_string())
+        ork::throw_invalid(std::string("exec-subprocess: config \"") + k + "\" must be a string");
       return cfg[k].get<std::string>();
     };
     if (auto d = str("log_dir"); !d.empty()) log_dir_ = fs::absolute(d);
@@ -145,8 +148,7 @@ class SubprocessExecutor : public ork::Executor {
     if (cfg.contains("kill_on_destroy") && !cfg["kill_on_destroy"].is_null())
       kill_on_destroy_ = cfg["kill_on_destroy"].get<bool>();
     if (cfg.contains("grace_ms") && !cfg["grace_ms"].is_null()) default_grace_ms_ = cfg["grace_ms"].get<int64_t>();
-    if (cfg.contains("worker_command") && !cfg["worker_command"].is_null())
-      default_command_ = cfg["worker_command"];
+    if (cfg.contains("worker_command") && !cfg["worker_command"].is_null()) default_command_ = cfg["worker_command"];
     std::random_device rd;
     char nonce[24];
     std::snprintf(nonce, sizeof nonce, "%08x%08x", rd(), rd());
@@ -179,8 +181,8 @@ class SubprocessExecutor : public ork::Executor {
 
   json dispatch(const json& cfg) override {
     if (!cfg.is_object()) ork::throw_invalid("exec-subprocess: dispatch needs an ExecutionConfig object");
-    const json& cmd = cfg.contains("worker_command") && !cfg["worker_command"].is_null() ? cfg["worker_command"]
-                                                                                         : default_command_;
+    const json& cmd =
+        cfg.contains("worker_command") && !cfg["worker_command"].is_null() ? cfg["worker_command"] : default_command_;
     if (cmd.is_null() && cfg.contains("image") && !cfg["image"].is_null())
       ork::throw_unsupported("exec-subprocess: cannot run an image, only worker_command");
     if (!cmd.is_array() || cmd.empty()) ork::throw_invalid("exec-subprocess: worker_command must be a non-empty array");
@@ -196,12 +198,14 @@ class SubprocessExecutor : public ork::Executor {
     for (char** e = environ; e && *e; ++e) {
       std::string_view kv(*e);
       size_t eq = kv.find('=');
-      if (eq != std::string_view::npos && eq > 0) env.emplace(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
+      if (eq != std::string_view::npos && eq > 0)
+        env.emplace(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
     }
     if (cfg.contains("env") && !cfg["env"].is_null()) {
       if (!cfg["env"].is_object()) ork::throw_invalid("exec-subprocess: env must be an object");
       for (const auto& [k, v] : cfg["env"].items()) {
-        if (k.empty() || k.find('=') != std::string::npos) ork::throw_invalid("exec-subprocess: bad env name '" + k + "'");
+        if (k.empty() || k.find('=') != std::string::npos)
+          ork::throw_invalid("exec-subprocess: bad env name '" + k + "'");
         env[k] = env_value(v);
       }
     }
@@ -216,15 +220,15 @@ class SubprocessExecutor : public ork::Executor {
     envp.push_back(nullptr);
 
     SpawnSetup sp;
-    check_spawn(::posix_spawnattr_setflags(sp.attr(), POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                                          POSIX_SPAWN_SETSIGDEF),
-                "spawnattr flags");
+    check_spawn(
+        ::posix_spawnattr_setflags(sp.attr(), POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF),
+        "spawnattr flags");
     check_spawn(::posix_spawnattr_setpgroup(sp.attr(), 0), "spawnattr pgroup");
     sigset_t none, defaults;
     sigemptyset(&none);
     sigemptyset(&defaults);
-    for (int s : {SIGPIPE, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM, SIGTSTP, SIGTTIN,
-                  SIGTTOU})
+    for (int s :
+         {SIGPIPE, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU})
       sigaddset(&defaults, s);
     check_spawn(::posix_spawnattr_setsigmask(sp.attr(), &none), "spawnattr sigmask");
     check_spawn(::posix_spawnattr_setsigdefault(sp.attr(), &defaults), "spawnattr sigdefault");
@@ -237,9 +241,9 @@ class SubprocessExecutor : public ork::Executor {
       std::error_code ec;
       fs::create_directories(dir, ec);
       if (ec) throw std::runtime_error("exec-subprocess: cannot create " + dir.string() + ": " + ec.message());
-      check_spawn(::posix_spawn_file_actions_addopen(sp.actions(), 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
-                                                     0644),
-                  "stdout");
+      check_spawn(
+          ::posix_spawn_file_actions_addopen(sp.actions(), 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644),
+          "stdout");
       check_spawn(::posix_spawn_file_actions_adddup2(sp.actions(), 1, 2), "stderr");
     }
 #if defined(__GLIBC__) && __GLIBC_PREREQ(2, 34)
@@ -283,8 +287,8 @@ class SubprocessExecutor : public ork::Executor {
       children_.at(id).watched = true;
     }
     wake();
-    host_.log(ORK_LOG_DEBUG, "exec-subprocess: started " + id + " (" + args[0] + ")" +
-                                 (log_path.empty() ? "" : ", log " + log_path));
+    host_.log(ORK_LOG_DEBUG,
+              "exec-subprocess: started " + id + " (" + args[0] + ")" + (log_path.empty() ? "" : ", log " + log_path));
     return json{{"executor_id", id}};
   }
 
@@ -293,7 +297,8 @@ class SubprocessExecutor : public ork::Executor {
     std::lock_guard lock(mu_);
     auto it = children_.find(id);
     if (it == children_.end())
-      return json{{"state", "unknown"}, {"exit_code", nullptr}, {"signal", nullptr}, {"message", "unknown executor_id"}};
+      return json{
+          {"state", "unknown"}, {"exit_code", nullptr}, {"signal", nullptr}, {"message", "unknown executor_id"}};
     const Child& c = it->second;
     return json{{"state", c.state},
                 {"exit_code", c.exit_code ? json(*c.exit_code) : json(nullptr)},

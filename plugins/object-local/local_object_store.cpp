@@ -79,12 +79,16 @@ class TempFileGuard {
   throw std::runtime_error(what + ": " + std::strerror(err));
 }
 
-bool is_temp_name(std::string_view name) { return name.substr(0, kTempPrefix.size()) == kTempPrefix; }
+bool is_temp_name(std::string_view name) {
+  return name.substr(0, kTempPrefix.size()) == kTempPrefix;
+}
 
 // Splits on '/', refusing anything that is not a plain relative path of named segments. When allow_partial_tail is
 // set (list prefixes) the last segment may be empty.
 void check_segments(std::string_view key, bool allow_partial_tail, const char* what) {
-  auto bad = [&](const std::string& why) { ork::throw_invalid(std::string(what) + " '" + std::string(key) + "' " + why); };
+  auto bad = [&](const std::string& why) {
+    ork::throw_invalid(std::string(what) + " '" + std::string(key) + "' " + why);
+  };
   if (key.find('\0') != std::string_view::npos) bad("contains NUL");
   if (key.find('\\') != std::string_view::npos) bad("contains a backslash");
   if (!key.empty() && key.front() == '/') bad("is absolute");
@@ -172,8 +176,7 @@ class LocalObjectStore : public ork::ObjectStore {
     }
     // Re-check after creating: a concurrent rename or symlink swap must not move the write outside the root.
     fs::path real_dir = fs::canonical(dir, ec);
-    if (ec || !within(root_, real_dir))
-      ork::throw_invalid("object-local: key '" + key + "' resolves outside the root");
+    if (ec || !within(root_, real_dir)) ork::throw_invalid("object-local: key '" + key + "' resolves outside the root");
 
     auto [tmp, fd] = create_temp(dir, key);
     TempFileGuard guard(tmp);

@@ -55,8 +55,8 @@ TEST(CrashE2E, KillNineMidRunThenRestartFinishesWithEveryTaskOnce) {
   write_file(wf, chain_workflow(log, 0));
   {
     Process host("exec env " + env_prefix(home) + kHost + " serve --start " + wf, dir / "host1.log");
-    ASSERT_TRUE(eventually([&] { return read_file(log).find("start b") != std::string::npos; },
-                           std::chrono::seconds(30)))
+    ASSERT_TRUE(
+        eventually([&] { return read_file(log).find("start b") != std::string::npos; }, std::chrono::seconds(30)))
         << read_file(dir / "host1.log");
     ::kill(host.pid(), SIGKILL);
     EXPECT_EQ(host.wait(std::chrono::seconds(10)), 128 + SIGKILL);
@@ -82,8 +82,8 @@ TEST(CrashE2E, KillNineOfHostAndWorkerRetriesTheLostAttempt) {
   write_file(wf, chain_workflow(log, 1));
   {
     Process host("exec env " + env_prefix(home) + kHost + " serve --start " + wf, dir / "host1.log");
-    ASSERT_TRUE(eventually([&] { return read_file(log).find("start b") != std::string::npos; },
-                           std::chrono::seconds(30)));
+    ASSERT_TRUE(
+        eventually([&] { return read_file(log).find("start b") != std::string::npos; }, std::chrono::seconds(30)));
     // Kill the host and every worker it started (workers run in their own process groups).
     // ("[s]tart" keeps pkill's own shell from matching its pattern.)
     run("pkill -KILL -P " + std::to_string(host.pid()) + " ork-worker; pkill -KILL -f 'echo [s]tart b'; true");

@@ -14,9 +14,7 @@ const std::string kHost = std::string(ORK_BINARY_DIR) + "/bin/ork-host";
 struct Env {
   TempDir dir;
   std::string home = dir / "home";
-  std::string prefix() const {
-    return "ORK_HOME=" + home + " ORK_HEARTBEAT_INTERVAL_MS=200 ORK_CANCEL_GRACE_MS=500 ";
-  }
+  std::string prefix() const { return "ORK_HOME=" + home + " ORK_HEARTBEAT_INTERVAL_MS=200 ORK_CANCEL_GRACE_MS=500 "; }
   std::string workflow(const std::string& yaml) const {
     std::string p = dir / "wf.yaml";
     write_file(p, yaml);
@@ -42,8 +40,8 @@ struct Env {
 
 TEST(RunE2E, QuickstartFetchThenSummarize) {
   Env e;
-  auto r = run("ORK_HOME=" + e.home + " " + std::string(ORK_SOURCE_DIR) + "/examples/quickstart/run.sh " + kHost +
-               " 2>&1");
+  auto r =
+      run("ORK_HOME=" + e.home + " " + std::string(ORK_SOURCE_DIR) + "/examples/quickstart/run.sh " + kHost + " 2>&1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("fetch running"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("summarize success"), std::string::npos) << r.output;
@@ -87,7 +85,8 @@ tasks:
   show:
     input: {date: "2024-01-01"}
     command: cat
-)", "--input date=2024-01-15 --input region=us-west");
+)",
+                    "--input date=2024-01-15 --input region=us-west");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto t = e.last_run_tasks();
   EXPECT_EQ(t["show"]["output"]["date"], "2024-01-15");
@@ -103,7 +102,8 @@ tasks:
   flakey:
     retries: 2
     command: |
-      n=$(cat )" + counter + R"( 2>/dev/null || echo 0); n=$((n+1)); echo $n > )" + counter + R"(
+      n=$(cat )" + counter +
+                    R"( 2>/dev/null || echo 0); n=$((n+1)); echo $n > )" + counter + R"(
       [ $n -ge 3 ] || { echo "failing attempt $n" >&2; exit 1; }
       echo "{\"attempts\": $n}"
   after:
@@ -207,13 +207,15 @@ name: long
 tasks:
   long:
     command: |
-      trap '' TERM; echo $$ > )" + e.dir / "pid" + R"(; touch )" + marker + R"(; sleep 60
+      trap '' TERM; echo $$ > )" + e.dir / "pid" + R"(; touch )" +
+                                                          marker + R"(; sleep 60
   after:
     depends_on: [long]
     command: echo '{}'
 )");
   Process host("exec env " + e.prefix() + kHost + " run " + wf, e.dir / "host.log");
-  ASSERT_TRUE(eventually([&] { return fs::exists(marker); }, std::chrono::seconds(20))) << read_file(e.dir / "host.log");
+  ASSERT_TRUE(eventually([&] { return fs::exists(marker); }, std::chrono::seconds(20)))
+      << read_file(e.dir / "host.log");
   ::kill(host.pid(), SIGINT);
   EXPECT_EQ(host.wait(std::chrono::seconds(20)), 130) << read_file(e.dir / "host.log");
   auto t = e.last_run_tasks();

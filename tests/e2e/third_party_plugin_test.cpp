@@ -22,14 +22,17 @@ TEST(ThirdPartyPlugin, BuiltAgainstInstalledSdkAndUsedFromPluginsYaml) {
   ASSERT_TRUE(fs::exists(so));
 
   std::string marker = dir / "hello.log";
-  write_file(dir / "plugins.yaml", "plugins:\n"
-                                   "  - {kind: state, name: sqlite, library: ork-state-sqlite, config: {path: '${CONFIG_DIR}/state.db'}}\n"
-                                   "  - {kind: object, name: local, library: ork-object-local, config: {root: '${CONFIG_DIR}/objects'}}\n"
-                                   "  - {kind: executor, name: local, library: ork-exec-subprocess, default: true}\n"
-                                   "  - {kind: executor, name: hello, library: " + so + ", config: {marker_file: " + marker + "}}\n");
-  write_file(dir / "wf.yaml", "name: custom\ntasks:\n"
-                              "  on_local:\n    command: |\n      echo '{\"where\": \"local\"}'\n"
-                              "  on_hello:\n    worker: hello\n    depends_on: [on_local]\n    command: cat\n");
+  write_file(dir / "plugins.yaml",
+             "plugins:\n"
+             "  - {kind: state, name: sqlite, library: ork-state-sqlite, config: {path: '${CONFIG_DIR}/state.db'}}\n"
+             "  - {kind: object, name: local, library: ork-object-local, config: {root: '${CONFIG_DIR}/objects'}}\n"
+             "  - {kind: executor, name: local, library: ork-exec-subprocess, default: true}\n"
+             "  - {kind: executor, name: hello, library: " +
+                 so + ", config: {marker_file: " + marker + "}}\n");
+  write_file(dir / "wf.yaml",
+             "name: custom\ntasks:\n"
+             "  on_local:\n    command: |\n      echo '{\"where\": \"local\"}'\n"
+             "  on_hello:\n    worker: hello\n    depends_on: [on_local]\n    command: cat\n");
   std::string host = std::string(ORK_BINARY_DIR) + "/bin/ork-host --plugins " + (dir / "plugins.yaml");
   auto plugins = run(host + " plugins 2>&1");
   ASSERT_EQ(plugins.exit_code, 0) << plugins.output;

@@ -79,7 +79,9 @@ bool alive(pid_t pid) {
   return state != 'Z' && state != 'X';
 }
 
-pid_t pid_of(const std::string& executor_id) { return static_cast<pid_t>(std::stol(executor_id.substr(0, executor_id.find(':')))); }
+pid_t pid_of(const std::string& executor_id) {
+  return static_cast<pid_t>(std::stol(executor_id.substr(0, executor_id.find(':'))));
+}
 
 // Waits (bounded) until cond holds; the condition, not the sleep, is what the test asserts.
 bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds timeout = 10s) {
@@ -117,10 +119,17 @@ class ExecSubprocessTest : public ::testing::Test {
   }
 
   static json config(std::vector<std::string> argv, json env = json::object()) {
-    return json{{"task_id", "T1"},       {"run_id", "R1"},       {"task_name", "t"},
-                {"workflow_name", "wf"}, {"attempt", 1},         {"runtime", "shell"},
-                {"spec_key", "runs/R1/T1/spec.json"}, {"timeout_seconds", 60}, {"worker_command", argv},
-                {"image", nullptr},      {"env", std::move(env)}};
+    return json{{"task_id", "T1"},
+                {"run_id", "R1"},
+                {"task_name", "t"},
+                {"workflow_name", "wf"},
+                {"attempt", 1},
+                {"runtime", "shell"},
+                {"spec_key", "runs/R1/T1/spec.json"},
+                {"timeout_seconds", 60},
+                {"worker_command", argv},
+                {"image", nullptr},
+                {"env", std::move(env)}};
   }
   static json sh(const std::string& script, json env = json::object()) {
     return config({"/bin/sh", "-c", script}, std::move(env));
@@ -181,8 +190,8 @@ TEST_F(ExecSubprocessTest, FailedExitCodeAndEnvReachTheChild) {
 TEST_F(ExecSubprocessTest, InheritsTheCurrentEnvironment) {
   ::setenv("ORK_TEST_INHERITED", "from-parent", 1);
   fs::path out = dir_ / "inherited.txt";
-  auto id = dispatch(sh("echo \"$ORK_TEST_INHERITED $ORK_TEST_OVERRIDE\" > " + out.string(),
-                        {{"ORK_TEST_OVERRIDE", 42}}));
+  auto id =
+      dispatch(sh("echo \"$ORK_TEST_INHERITED $ORK_TEST_OVERRIDE\" > " + out.string(), {{"ORK_TEST_OVERRIDE", 42}}));
   EXPECT_EQ(wait_final(id)["state"], "succeeded");
   EXPECT_EQ(read_file(out), "from-parent 42\n");
 }
@@ -239,8 +248,8 @@ TEST_F(ExecSubprocessTest, StatusAndCancelOfUnknownIds) {
 
 TEST_F(ExecSubprocessTest, CancelKillsTheWholeProcessGroup) {
   fs::path gc = dir_ / "grandchild.pid";
-  auto id = dispatch(sh("sleep 100 & echo $! > " + gc.string() + ".tmp && mv " + gc.string() + ".tmp " +
-                        gc.string() + "; wait"));
+  auto id = dispatch(
+      sh("sleep 100 & echo $! > " + gc.string() + ".tmp && mv " + gc.string() + ".tmp " + gc.string() + "; wait"));
   ASSERT_TRUE(eventually([&] { return fs::exists(gc); }));
   pid_t grandchild = static_cast<pid_t>(std::stol(read_file(gc)));
   ASSERT_TRUE(alive(grandchild));

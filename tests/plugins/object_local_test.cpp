@@ -116,13 +116,12 @@ TEST_F(ObjectLocalTest, ListByPrefixSortedAndNested) {
   for (const char* k : {"runs/r2/t1/status.json", "runs/r1/t2/spec.json", "runs/r1/t1/spec.json",
                         "runs/r1/t1/logs/attempt-1.log", "runs/r10/t/spec.json", "other/x", "runs/r1/t1/status.json"})
     store_->put(k, "x");
-  EXPECT_EQ(store_->list("runs/r1/"),
-            (std::vector<std::string>{"runs/r1/t1/logs/attempt-1.log", "runs/r1/t1/spec.json",
-                                      "runs/r1/t1/status.json", "runs/r1/t2/spec.json"}));
+  EXPECT_EQ(store_->list("runs/r1/"), (std::vector<std::string>{"runs/r1/t1/logs/attempt-1.log", "runs/r1/t1/spec.json",
+                                                                "runs/r1/t1/status.json", "runs/r1/t2/spec.json"}));
   // A prefix is a string prefix, not only a directory.
   EXPECT_EQ(store_->list("runs/r1"),
-            (std::vector<std::string>{"runs/r1/t1/logs/attempt-1.log", "runs/r1/t1/spec.json",
-                                      "runs/r1/t1/status.json", "runs/r1/t2/spec.json", "runs/r10/t/spec.json"}));
+            (std::vector<std::string>{"runs/r1/t1/logs/attempt-1.log", "runs/r1/t1/spec.json", "runs/r1/t1/status.json",
+                                      "runs/r1/t2/spec.json", "runs/r10/t/spec.json"}));
   EXPECT_EQ(store_->list("runs/r1/t1/s"), (std::vector<std::string>{"runs/r1/t1/spec.json", "runs/r1/t1/status.json"}));
   auto all = store_->list("");
   EXPECT_EQ(all.size(), 7u);

@@ -7,7 +7,9 @@ using ork::json;
 
 namespace {
 
-std::string lib(const std::string& name) { return std::string(ORK_BINARY_DIR) + "/lib/libork-test-" + name + ".so"; }
+std::string lib(const std::string& name) {
+  return std::string(ORK_BINARY_DIR) + "/lib/libork-test-" + name + ".so";
+}
 
 std::string load_error(const std::string& kind, const std::string& library) {
   try {
@@ -21,7 +23,8 @@ std::string load_error(const std::string& kind, const std::string& library) {
 TEST(Abi, WrongMajorIsRefusedNamingBothVersionsAndTheFile) {
   std::string m = load_error("executor", lib("wrong-major"));
   EXPECT_NE(m.find("2.0"), std::string::npos) << m;
-  EXPECT_NE(m.find("ABI " + std::to_string(ORK_ABI_MAJOR) + "." + std::to_string(ORK_ABI_MINOR)), std::string::npos) << m;
+  EXPECT_NE(m.find("ABI " + std::to_string(ORK_ABI_MAJOR) + "." + std::to_string(ORK_ABI_MINOR)), std::string::npos)
+      << m;
   EXPECT_NE(m.find("libork-test-wrong-major.so"), std::string::npos) << m;
   EXPECT_NE(m.find("ork_plugin_v1"), std::string::npos) << m;
 }
@@ -103,9 +106,11 @@ TEST(Abi, FailingCreateIsRefusedWithThePluginsMessage) {
 }
 
 TEST(Abi, RegistryReportsThePluginsYamlEntryOfABadPlugin) {
-  auto cfg = ork::parse_plugins_config("plugins:\n  - kind: state\n    library: ork-state-sqlite\n    config: {path: /tmp/x.db}\n"
-                                       "  - kind: executor\n    name: future\n    library: " + lib("wrong-major") + "\n",
-                                       "plugins.yaml", "/tmp");
+  auto cfg = ork::parse_plugins_config(
+      "plugins:\n  - kind: state\n    library: ork-state-sqlite\n    config: {path: /tmp/x.db}\n"
+      "  - kind: executor\n    name: future\n    library: " +
+          lib("wrong-major") + "\n",
+      "plugins.yaml", "/tmp");
   try {
     ork::PluginRegistry reg(cfg, {});
     FAIL();
@@ -127,8 +132,9 @@ TEST(PluginsYaml, ErrorsNameFileLineAndField) {
   };
   EXPECT_NE(err("plugins:\n  - kind: stat\n    library: x\n").find("p.yaml:2:11: plugins[0].kind"), std::string::npos);
   EXPECT_NE(err("plugins:\n  - kind: state\n").find("plugins[0].library: missing"), std::string::npos);
-  EXPECT_NE(err("plugins:\n  - kind: state\n    library: x\n    colour: red\n").find("plugins[0].colour: unknown field"),
-            std::string::npos);
+  EXPECT_NE(
+      err("plugins:\n  - kind: state\n    library: x\n    colour: red\n").find("plugins[0].colour: unknown field"),
+      std::string::npos);
   EXPECT_NE(err("plugins: [\n").find("p.yaml:"), std::string::npos);
   setenv("ORK_TEST_ROOT", "/data", 1);
   auto cfg = ork::parse_plugins_config(

@@ -12,7 +12,9 @@ namespace {
 
 const std::string kFixtures = std::string(ORK_SOURCE_DIR) + "/tests/unit/fixtures/workflows";
 
-WorkflowDefinition load(const std::string& yaml) { return load_workflow_string(yaml, "wf.yaml", ""); }
+WorkflowDefinition load(const std::string& yaml) {
+  return load_workflow_string(yaml, "wf.yaml", "");
+}
 
 // Diagnostics of a YAML text that must fail to load.
 std::vector<Diagnostic> errors(const std::string& yaml, const std::string& base_dir = "") {
@@ -357,11 +359,12 @@ TEST(WorkflowModelJson, RejectsUnknownEnums) {
 
 // ---- Top-level errors ----
 
-TEST(WorkflowErrors, SyntaxError) { expect_error("name: w\ntasks: [a, b\nother: 1\n", 3, 6, "", "YAML syntax error"); }
+TEST(WorkflowErrors, SyntaxError) {
+  expect_error("name: w\ntasks: [a, b\nother: 1\n", 3, 6, "", "YAML syntax error");
+}
 
 TEST(WorkflowErrors, MultipleDocuments) {
-  expect_error("name: w\ntasks:\n  a: {executor: x}\n---\nname: v\n", 5, 1, "",
-               "exactly one YAML document; found 2");
+  expect_error("name: w\ntasks:\n  a: {executor: x}\n---\nname: v\n", 5, 1, "", "exactly one YAML document; found 2");
 }
 
 TEST(WorkflowErrors, EmptyDocumentAndNonMap) {

@@ -47,12 +47,7 @@ typedef struct ork_buf {
   size_t size;
 } ork_buf;
 
-typedef enum ork_log_level {
-  ORK_LOG_DEBUG = 0,
-  ORK_LOG_INFO = 1,
-  ORK_LOG_WARN = 2,
-  ORK_LOG_ERROR = 3
-} ork_log_level;
+typedef enum ork_log_level { ORK_LOG_DEBUG = 0, ORK_LOG_INFO = 1, ORK_LOG_WARN = 2, ORK_LOG_ERROR = 3 } ork_log_level;
 
 /* Services the host lends a plugin instance for its lifetime. Every callback is thread-safe. */
 typedef struct ork_host_services {
@@ -68,8 +63,7 @@ typedef struct ork_host_services {
 typedef struct ork_plugin_instance ork_plugin_instance; /* opaque, owned by the plugin */
 
 /* Every JSON operation has this shape: JSON arguments in, JSON result (or error) out. */
-typedef ork_status (*ork_json_fn)(ork_plugin_instance* self, const char* args_json, size_t args_len,
-                                  ork_buf* out);
+typedef ork_status (*ork_json_fn)(ork_plugin_instance* self, const char* args_json, size_t args_len, ork_buf* out);
 
 /* StateStore: workflows, runs, task runs, schedules, leases. Argument and result shapes: docs/plugin-abi.md. */
 typedef struct ork_state_vtable {
@@ -99,8 +93,8 @@ typedef struct ork_object_vtable {
   /* ORK_ERR_NOT_FOUND (with an empty buffer) when the key does not exist. */
   ork_status (*get)(ork_plugin_instance* self, const char* key, ork_buf* out);
   /* opts_json: {"if_none_match": true, "content_type": "..."} (all optional); CONFLICT if it exists. */
-  ork_status (*put)(ork_plugin_instance* self, const char* key, const char* data, size_t size,
-                    const char* opts_json, ork_buf* err);
+  ork_status (*put)(ork_plugin_instance* self, const char* key, const char* data, size_t size, const char* opts_json,
+                    ork_buf* err);
   /* Deleting a missing key is OK. */
   ork_status (*del)(ork_plugin_instance* self, const char* key, ork_buf* err);
   /* out: JSON array of keys starting with prefix, sorted. */
@@ -131,8 +125,7 @@ typedef struct ork_plugin_descriptor {
   const char* name;     /* e.g. "sqlite" */
   const char* version;  /* the plugin's own semver */
   /* Creates an instance from its plugins.yaml config block (JSON). On failure *err holds {"message"}. */
-  ork_status (*create)(const char* config_json, const ork_host_services* host, ork_plugin_instance** out,
-                       ork_buf* err);
+  ork_status (*create)(const char* config_json, const ork_host_services* host, ork_plugin_instance** out, ork_buf* err);
   void (*destroy)(ork_plugin_instance* self);
   const void* vtable; /* ork_state_vtable* / ork_object_vtable* / ork_executor_vtable* / ork_importer_vtable* */
   void (*free_buffer)(char* data);

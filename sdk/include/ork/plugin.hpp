@@ -29,11 +29,21 @@ class PluginError : public std::runtime_error {
   ork_status code_;
 };
 
-[[noreturn]] inline void throw_not_found(const std::string& m) { throw PluginError(ORK_ERR_NOT_FOUND, m); }
-[[noreturn]] inline void throw_conflict(const std::string& m) { throw PluginError(ORK_ERR_CONFLICT, m); }
-[[noreturn]] inline void throw_invalid(const std::string& m) { throw PluginError(ORK_ERR_INVALID, m); }
-[[noreturn]] inline void throw_unavailable(const std::string& m) { throw PluginError(ORK_ERR_UNAVAILABLE, m); }
-[[noreturn]] inline void throw_unsupported(const std::string& m) { throw PluginError(ORK_ERR_UNSUPPORTED, m); }
+[[noreturn]] inline void throw_not_found(const std::string& m) {
+  throw PluginError(ORK_ERR_NOT_FOUND, m);
+}
+[[noreturn]] inline void throw_conflict(const std::string& m) {
+  throw PluginError(ORK_ERR_CONFLICT, m);
+}
+[[noreturn]] inline void throw_invalid(const std::string& m) {
+  throw PluginError(ORK_ERR_INVALID, m);
+}
+[[noreturn]] inline void throw_unavailable(const std::string& m) {
+  throw PluginError(ORK_ERR_UNAVAILABLE, m);
+}
+[[noreturn]] inline void throw_unsupported(const std::string& m) {
+  throw PluginError(ORK_ERR_UNSUPPORTED, m);
+}
 
 // The host's services as seen from a plugin instance.
 class HostServices {
@@ -121,7 +131,9 @@ inline void set_error(ork_buf* out, const std::string& message) {
   set_buf(out, json{{"message", message}}.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
-inline void free_buffer(char* p) { std::free(p); }
+inline void free_buffer(char* p) {
+  std::free(p);
+}
 
 template <class F>
 ork_status guard(ork_buf* out, F&& f) noexcept {
@@ -144,7 +156,9 @@ ork_status guard(ork_buf* out, F&& f) noexcept {
   }
 }
 
-inline std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+inline std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 template <class Base>
 Base* self_as(ork_plugin_instance* self) {
@@ -182,36 +196,25 @@ constexpr const char* info_json() {
 }
 
 template <class T>
-const ork_plugin_descriptor* make_descriptor(int32_t kind, const char* name, const char* version,
-                                             const void* vtable) {
-  static const ork_plugin_descriptor d{ORK_ABI_MAJOR, ORK_ABI_MINOR, sizeof(ork_plugin_descriptor),
-                                       kind,          name,          version,
-                                       &create<T>,    &destroy,      vtable,
-                                       &free_buffer,  info_json<T>()};
+const ork_plugin_descriptor* make_descriptor(int32_t kind, const char* name, const char* version, const void* vtable) {
+  static const ork_plugin_descriptor d{
+      ORK_ABI_MAJOR, ORK_ABI_MINOR, sizeof(ork_plugin_descriptor), kind, name, version, &create<T>, &destroy, vtable,
+      &free_buffer,  info_json<T>()};
   return &d;
 }
 
 template <class T>
 const ork_plugin_descriptor* state_descriptor(const char* name, const char* version) {
   using B = StateStore;
-  static const ork_state_vtable vt{sizeof(ork_state_vtable),
-                                   &json_call<B, &B::put_workflow>,
-                                   &json_call<B, &B::get_workflow>,
-                                   &json_call<B, &B::list_workflows>,
-                                   &json_call<B, &B::delete_workflow>,
-                                   &json_call<B, &B::create_run>,
-                                   &json_call<B, &B::get_run>,
-                                   &json_call<B, &B::list_runs>,
-                                   &json_call<B, &B::update_run>,
-                                   &json_call<B, &B::get_task_runs>,
-                                   &json_call<B, &B::update_task_run>,
-                                   &json_call<B, &B::try_acquire_task>,
-                                   &json_call<B, &B::acquire_lease>,
-                                   &json_call<B, &B::renew_lease>,
-                                   &json_call<B, &B::release_lease>,
-                                   &json_call<B, &B::get_due_schedules>,
-                                   &json_call<B, &B::put_schedule>,
-                                   &json_call<B, &B::claim_schedule>};
+  static const ork_state_vtable vt{sizeof(ork_state_vtable),           &json_call<B, &B::put_workflow>,
+                                   &json_call<B, &B::get_workflow>,    &json_call<B, &B::list_workflows>,
+                                   &json_call<B, &B::delete_workflow>, &json_call<B, &B::create_run>,
+                                   &json_call<B, &B::get_run>,         &json_call<B, &B::list_runs>,
+                                   &json_call<B, &B::update_run>,      &json_call<B, &B::get_task_runs>,
+                                   &json_call<B, &B::update_task_run>, &json_call<B, &B::try_acquire_task>,
+                                   &json_call<B, &B::acquire_lease>,   &json_call<B, &B::renew_lease>,
+                                   &json_call<B, &B::release_lease>,   &json_call<B, &B::get_due_schedules>,
+                                   &json_call<B, &B::put_schedule>,    &json_call<B, &B::claim_schedule>};
   return make_descriptor<T>(ORK_KIND_STATE, name, version, &vt);
 }
 
@@ -270,9 +273,9 @@ const ork_plugin_descriptor* importer_descriptor(const char* name, const char* v
 }  // namespace detail
 }  // namespace ork
 
-#define ORK_DEFINE_PLUGIN_ENTRY_(factory, Class, Name, Version)                           \
-  extern "C" ORK_PLUGIN_EXPORT const ork_plugin_descriptor* ork_plugin_v1(void) {        \
-    return ::ork::detail::factory<Class>(Name, Version);                                  \
+#define ORK_DEFINE_PLUGIN_ENTRY_(factory, Class, Name, Version)                   \
+  extern "C" ORK_PLUGIN_EXPORT const ork_plugin_descriptor* ork_plugin_v1(void) { \
+    return ::ork::detail::factory<Class>(Name, Version);                          \
   }
 
 #define ORK_STATE_PLUGIN(Class, Name, Version) ORK_DEFINE_PLUGIN_ENTRY_(state_descriptor, Class, Name, Version)

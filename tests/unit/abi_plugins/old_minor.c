@@ -27,7 +27,9 @@ static ork_status create(const char* cfg, const ork_host_services* host, ork_plu
   return ORK_OK;
 }
 
-static void destroy(ork_plugin_instance* self) { (void)self; }
+static void destroy(ork_plugin_instance* self) {
+  (void)self;
+}
 
 static ork_status dispatch(ork_plugin_instance* self, const char* a, size_t n, ork_buf* out) {
   (void)a;
@@ -44,11 +46,24 @@ static ork_status status(ork_plugin_instance* self, const char* a, size_t n, ork
   return ORK_OK;
 }
 
-static void free_buffer(char* p) { free(p); }
+static void free_buffer(char* p) {
+  free(p);
+}
 
 static const ork_executor_vtable vt = {offsetof(ork_executor_vtable, cancel), 100, dispatch, status, NULL};
 
-static const ork_plugin_descriptor desc = {1, 0, offsetof(ork_plugin_descriptor, info_json), ORK_KIND_EXECUTOR,
-                                           "old", "1.0.0", create, destroy, &vt, free_buffer, NULL};
+static const ork_plugin_descriptor desc = {1,
+                                           0,
+                                           offsetof(ork_plugin_descriptor, info_json),
+                                           ORK_KIND_EXECUTOR,
+                                           "old",
+                                           "1.0.0",
+                                           create,
+                                           destroy,
+                                           &vt,
+                                           free_buffer,
+                                           NULL};
 
-ORK_PLUGIN_EXPORT const ork_plugin_descriptor* ork_plugin_v1(void) { return &desc; }
+ORK_PLUGIN_EXPORT const ork_plugin_descriptor* ork_plugin_v1(void) {
+  return &desc;
+}
