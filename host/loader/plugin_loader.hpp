@@ -96,6 +96,7 @@ class StateProxy : public LoadedPlugin {
     return op(&ork_state_vtable::get_due_schedules, "get_due_schedules", a);
   }
   json put_schedule(const json& a) const { return op(&ork_state_vtable::put_schedule, "put_schedule", a); }
+  json add_task_runs(const json& a) const { return op(&ork_state_vtable::add_task_runs, "add_task_runs", a); }
   json claim_schedule(const json& a) const { return op(&ork_state_vtable::claim_schedule, "claim_schedule", a); }
 
  private:

@@ -397,30 +397,7 @@ class SqliteStateStore final : public StateStore {
     const json& created = run.contains("created_at") && !run["created_at"].is_null() ? run["created_at"] : json(now);
 
     // All validation happens before the transaction: a bad task fails the call with nothing written.
-    std::vector<BatchColumn> cols;
-    for (const auto& f : kTasks.fields) cols.push_back({col_type(f.kind), {}});
-    for (auto& c : cols) c.values.reserve(tasks.size());
-    json defaults{{"run_id", run_id}, {"status", "pending"},   {"attempt", 0},
-                  {"max_retries", 0}, {"created_at", created}, {"seq", 0}};
-    json& default_seq = defaults["seq"];
-    for (size_t i = 0; i < tasks.size(); ++i) {
-      const json& t = tasks[i];
-      if (!t.is_object()) throw_invalid("create_run: tasks[" + std::to_string(i) + "] must be an object");
-      auto rid = t.find("run_id");
-      if (rid != t.end() && !rid->is_null() && *rid != run_id)
-        throw_invalid("create_run: tasks[" + std::to_string(i) + "].run_id differs from run.id");
-      std::vector<Value> values;
-      try {
-        req_string(t, "id");
-        req_string(t, "task_name");
-        default_seq = static_cast<int64_t>(i);
-        values = record_values(kTasks, t, defaults);
-      } catch (const PluginError& e) {
-        throw_invalid("create_run: tasks[" + std::to_string(i) + "]: " + e.what());
-      }
-      values[1] = run_id;
-      for (size_t c = 0; c < values.size(); ++c) cols[c].values.push_back(std::move(values[c]));
-    }
+    std::vector<BatchColumn> cols = task_columns("create_run", tasks, run_id, created);
 
     std::lock_guard lk(mu_);
     Transaction tx(*db_, Transaction::Mode::Write);
@@ -435,6 +412,58 @@ class SqliteStateStore final : public StateStore {
     } catch (const PluginError& e) {
       if (e.code() != ORK_ERR_CONFLICT) throw;
       throw_conflict("create_run: duplicate task id or (task_name, parallel_index) in run '" + run_id +
+                     "'; nothing was written (" + e.what() + ")");
+    }
+    tx.commit();
+    return json::object();
+  }
+
+  // Validates task rows and turns them into insert columns; `op` names the operation in errors.
+  std::vector<BatchColumn> task_columns(const std::string& op, const json& tasks, const std::string& run_id,
+                                        const json& created) {
+    std::vector<BatchColumn> cols;
+    for (const auto& f : kTasks.fields) cols.push_back({col_type(f.kind), {}});
+    for (auto& c : cols) c.values.reserve(tasks.size());
+    json defaults{{"run_id", run_id}, {"status", "pending"},   {"attempt", 0},
+                  {"max_retries", 0}, {"created_at", created}, {"seq", 0}};
+    json& default_seq = defaults["seq"];
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      const json& t = tasks[i];
+      if (!t.is_object()) throw_invalid(op + ": tasks[" + std::to_string(i) + "] must be an object");
+      auto rid = t.find("run_id");
+      if (rid != t.end() && !rid->is_null() && *rid != run_id)
+        throw_invalid(op + ": tasks[" + std::to_string(i) + "].run_id differs from the run's id");
+      std::vector<Value> values;
+      try {
+        req_string(t, "id");
+        req_string(t, "task_name");
+        default_seq = static_cast<int64_t>(i);
+        values = record_values(kTasks, t, defaults);
+      } catch (const PluginError& e) {
+        throw_invalid(op + ": tasks[" + std::to_string(i) + "]: " + e.what());
+      }
+      values[1] = run_id;
+      for (size_t c = 0; c < values.size(); ++c) cols[c].values.push_back(std::move(values[c]));
+    }
+    return cols;
+  }
+
+  json add_task_runs(const json& a) override {
+    require_object(a, "add_task_runs");
+    std::string run_id = req_string(a, "run_id");
+    if (!a.contains("tasks") || !a["tasks"].is_array()) throw_invalid("add_task_runs: 'tasks' must be an array");
+    std::vector<BatchColumn> cols = task_columns("add_task_runs", a["tasks"], run_id, json(now_str()));
+    std::lock_guard lk(mu_);
+    Transaction tx(*db_, Transaction::Mode::Write);
+    if (db_->query("SELECT 1 FROM runs WHERE id = ?", {run_id}, {ColType::Int}).empty())
+      throw_not_found("run '" + run_id + "' does not exist");
+    try {
+      db_->exec_batch(
+          "INSERT INTO task_runs (" + column_list(kTasks) + ") VALUES (" + placeholders(kTasks.fields.size()) + ")",
+          std::move(cols));
+    } catch (const PluginError& e) {
+      if (e.code() != ORK_ERR_CONFLICT) throw;
+      throw_conflict("add_task_runs: duplicate task id or (task_name, parallel_index) in run '" + run_id +
                      "'; nothing was written (" + e.what() + ")");
     }
     tx.commit();

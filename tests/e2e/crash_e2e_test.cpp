@@ -64,10 +64,12 @@ TEST(CrashE2E, KillNineMidRunThenRestartFinishesWithEveryTaskOnce) {
   Process host2("exec env " + env_prefix(home) + kHost + " serve --exit-when-idle", dir / "host2.log");
   ASSERT_EQ(host2.wait(std::chrono::seconds(60)), 0) << read_file(dir / "host2.log");
   json run = only_run(home);
-  EXPECT_EQ(run["status"], "success") << run.dump(2);
+  EXPECT_EQ(run["status"], "success") << run.dump(2) << "\nhost1:\n"
+                                      << read_file(dir / "host1.log") << "\nhost2:\n"
+                                      << read_file(dir / "host2.log");
   std::string text = read_file(log);
   for (const char* t : {"a", "b", "c", "d", "x"}) {
-    EXPECT_EQ(count(text, std::string("start ") + t), 1) << t << "\n" << text;
+    EXPECT_EQ(count(text, std::string("start ") + t), 1) << t << "\n" << text << read_file(dir / "host2.log");
     EXPECT_EQ(count(text, std::string("end ") + t), 1) << t << "\n" << text;
   }
   for (const auto& t : run["tasks"]) {
@@ -85,6 +87,8 @@ TEST(CrashE2E, KillNineOfHostAndWorkerRetriesTheLostAttempt) {
     ASSERT_TRUE(
         eventually([&] { return read_file(log).find("start b") != std::string::npos; }, std::chrono::seconds(30)));
     // Kill the host and every worker it started (workers run in their own process groups).
+    // Freeze the host first so it cannot react (and retry) between the kills below.
+    ::kill(host.pid(), SIGSTOP);
     // ("[s]tart" keeps pkill's own shell from matching its pattern.)
     run("pkill -KILL -P " + std::to_string(host.pid()) + " ork-worker; pkill -KILL -f 'echo [s]tart b'; true");
     ::kill(host.pid(), SIGKILL);
@@ -93,7 +97,9 @@ TEST(CrashE2E, KillNineOfHostAndWorkerRetriesTheLostAttempt) {
   Process host2("exec env " + env_prefix(home) + kHost + " serve --exit-when-idle", dir / "host2.log");
   ASSERT_EQ(host2.wait(std::chrono::seconds(90)), 0) << read_file(dir / "host2.log");
   json run = only_run(home);
-  EXPECT_EQ(run["status"], "success") << run.dump(2);
+  EXPECT_EQ(run["status"], "success") << run.dump(2) << "\nhost1:\n"
+                                      << read_file(dir / "host1.log") << "\nhost2:\n"
+                                      << read_file(dir / "host2.log");
   std::string text = read_file(log);
   for (const char* t : {"a", "c", "d"}) EXPECT_EQ(count(text, std::string("end ") + t), 1) << t << "\n" << text;
   EXPECT_EQ(count(text, "end b"), 1) << text;  // the killed attempt never ended; the retry did

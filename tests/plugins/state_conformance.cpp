@@ -463,6 +463,27 @@ TEST_P(StateConformance, CreateRunWithADuplicateTaskSlotFailsAsAWhole) {
   EXPECT_EQ(tasks_of(ok).size(), 3u);
 }
 
+TEST_P(StateConformance, AddTaskRunsAppendsFanOutInstancesAllOrNothing) {
+  std::string run_id = uid();
+  s().create_run({{"run", run_record(run_id, "wf-" + uid())}, {"tasks", {task_record(run_id, "discover", 0)}}});
+  json batch = json::array();
+  for (int i = 0; i < 50; ++i) batch.push_back(task_record(run_id, "process", 1, i, 50));
+  EXPECT_EQ(s().add_task_runs({{"run_id", run_id}, {"tasks", batch}}), json::object());
+  auto tasks = tasks_of(run_id);
+  ASSERT_EQ(tasks.size(), 51u);
+  EXPECT_EQ(tasks[0]["task_name"], "discover");
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(tasks[1 + i]["parallel_index"], i);
+    EXPECT_EQ(tasks[1 + i]["parallel_count"], 50);
+    EXPECT_EQ(tasks[1 + i]["status"], "pending");
+  }
+  // A second expansion of the same slots (another host racing) conflicts and adds nothing, not even new slots.
+  json again{task_record(run_id, "process", 1, 50, 51), task_record(run_id, "process", 1, 3, 51)};
+  EXPECT_EQ(code_of([&] { s().add_task_runs({{"run_id", run_id}, {"tasks", again}}); }), ORK_ERR_CONFLICT);
+  EXPECT_EQ(tasks_of(run_id).size(), 51u);
+  EXPECT_EQ(code_of([&] { s().add_task_runs({{"run_id", uid()}, {"tasks", json::array()}}); }), ORK_ERR_NOT_FOUND);
+}
+
 TEST_P(StateConformance, MissingRunsAndTasksAreNotFound) {
   std::string missing = uid();
   EXPECT_FALSE(s().get_run({{"id", missing}}));

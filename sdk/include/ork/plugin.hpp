@@ -91,6 +91,7 @@ class StateStore : public PluginBase {
   virtual json get_due_schedules(const json& a) = 0;
   virtual json put_schedule(const json& a) = 0;
   virtual json claim_schedule(const json& a) = 0;
+  virtual json add_task_runs(const json& a) = 0;
 };
 
 class ObjectStore : public PluginBase {
@@ -214,7 +215,8 @@ const ork_plugin_descriptor* state_descriptor(const char* name, const char* vers
                                    &json_call<B, &B::update_task_run>, &json_call<B, &B::try_acquire_task>,
                                    &json_call<B, &B::acquire_lease>,   &json_call<B, &B::renew_lease>,
                                    &json_call<B, &B::release_lease>,   &json_call<B, &B::get_due_schedules>,
-                                   &json_call<B, &B::put_schedule>,    &json_call<B, &B::claim_schedule>};
+                                   &json_call<B, &B::put_schedule>,    &json_call<B, &B::claim_schedule>,
+                                   &json_call<B, &B::add_task_runs>};
   return make_descriptor<T>(ORK_KIND_STATE, name, version, &vt);
 }
 
