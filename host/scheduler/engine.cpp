@@ -43,6 +43,21 @@ json error_obj(const std::string& type, const std::string& message, json details
   return {{"type", type}, {"message", message}, {"details", std::move(details)}};
 }
 
+// A new task row (seed 003 TaskRun) for one task or one fan-out instance of it.
+json task_row(const std::string& run_id, const TaskDefinition& def, int seq, const std::string& now, json input,
+              json parallel_index, json parallel_count) {
+  return {{"id", new_uuid()},         {"run_id", run_id},
+          {"task_name", def.name},    {"status", "pending"},
+          {"attempt", 0},             {"max_retries", def.retries},
+          {"parallel_index", std::move(parallel_index)}, {"parallel_count", std::move(parallel_count)},
+          {"executor", def.worker},   {"executor_id", nullptr},
+          {"input", std::move(input)}, {"output", nullptr},
+          {"error", nullptr},         {"not_before", nullptr},
+          {"heartbeat_at", nullptr},  {"dispatched_at", nullptr},
+          {"started_at", nullptr},    {"finished_at", nullptr},
+          {"created_at", now},        {"seq", seq}};
+}
+
 std::optional<json> lookup(const json& scope, const std::string& path) {
   const json* cur = &scope;
   size_t start = 0;
@@ -130,6 +145,7 @@ EngineConfig EngineConfig::from_env() {
   c.heartbeat_interval_ms = env_ms("ORK_HEARTBEAT_INTERVAL_MS", c.heartbeat_interval_ms);
   c.start_timeout_ms = env_ms("ORK_START_TIMEOUT_MS", c.start_timeout_ms);
   c.cancel_grace_ms = env_ms("ORK_CANCEL_GRACE_MS", c.cancel_grace_ms);
+  c.max_active_tasks = static_cast<int>(std::max<int64_t>(1, env_ms("ORK_MAX_ACTIVE_TASKS", c.max_active_tasks)));
   return c;
 }
 
@@ -149,14 +165,15 @@ struct Engine::RunState {
   json run;
   WorkflowDefinition wf;
   std::vector<std::unique_ptr<TaskState>> tasks;  // in seq order
-  std::map<std::string, std::vector<TaskState*>> by_name;
+  std::map<std::string, std::vector<TaskState*>> by_name;  // fan-out instances in parallel_index order
+  std::map<std::string, TaskState*> by_id;
+  std::map<std::string, int> active_by_name;  // attempts in flight per task name (for `concurrency:`)
   std::unique_ptr<asio::steady_timer> lease_timer;
   bool finishing = false;
   std::string id() const { return run["id"]; }
   TaskState* task(const std::string& id) {
-    for (auto& t : tasks)
-      if (t->id() == id) return t.get();
-    return nullptr;
+    auto it = by_id.find(id);
+    return it == by_id.end() ? nullptr : it->second;
   }
 };
 
@@ -199,30 +216,18 @@ std::string Engine::start_run(const std::string& workflow_name, const json& inpu
   json tasks = json::array();
   int seq = 0;
   for (const auto& def : wf.tasks) {
-    if (def.parallel.kind != Parallelism::Kind::None)
-      throw std::runtime_error("task '" + def.name +
-                               "': parallel/foreach fan-out is not supported by this scheduler yet");
-    json task_input = def.input;
-    tasks.push_back({{"id", new_uuid()},
-                     {"run_id", run_id},
-                     {"task_name", def.name},
-                     {"status", "pending"},
-                     {"attempt", 0},
-                     {"max_retries", def.retries},
-                     {"parallel_index", nullptr},
-                     {"parallel_count", nullptr},
-                     {"executor", def.worker},
-                     {"executor_id", nullptr},
-                     {"input", task_input},
-                     {"output", nullptr},
-                     {"error", nullptr},
-                     {"not_before", nullptr},
-                     {"heartbeat_at", nullptr},
-                     {"dispatched_at", nullptr},
-                     {"started_at", nullptr},
-                     {"finished_at", nullptr},
-                     {"created_at", now},
-                     {"seq", seq++}});
+    switch (def.parallel.kind) {
+      case Parallelism::Kind::None:
+        tasks.push_back(task_row(run_id, def, seq, now, def.input, nullptr, nullptr));
+        break;
+      case Parallelism::Kind::Static:
+        for (int i = 0; i < def.parallel.count; ++i)
+          tasks.push_back(task_row(run_id, def, seq, now, def.input, i, def.parallel.count));
+        break;
+      default:  // count/foreach: instances are added once the upstream output that sizes them exists
+        break;
+    }
+    ++seq;
   }
   plugins_.state().create_run({{"run", run}, {"tasks", tasks}});
   auto lease =
@@ -280,14 +285,7 @@ void Engine::adopt(json run, bool fresh) {
   r->wf = (*wf_rec)["definition"].get<WorkflowDefinition>();
   r->run = std::move(run);
   auto rows = plugins_.state().get_task_runs({{"run_id", id}});
-  for (auto& row : rows["tasks"]) {
-    auto t = std::make_unique<TaskState>();
-    t->row = row;
-    t->def = r->wf.find(row["task_name"]);
-    t->timer = std::make_unique<asio::steady_timer>(io_);
-    r->by_name[row["task_name"]].push_back(t.get());
-    r->tasks.push_back(std::move(t));
-  }
+  add_rows(*r, rows["tasks"]);
   r->lease_timer = std::make_unique<asio::steady_timer>(io_);
   RunState& rs = *r;
   runs_[id] = std::move(r);
@@ -314,6 +312,108 @@ void Engine::adopt(json run, bool fresh) {
     if (!find_run(id)) return;
   }
   advance(rs);
+}
+
+void Engine::add_rows(RunState& r, const json& rows) {
+  for (const auto& row : rows) {
+    auto t = std::make_unique<TaskState>();
+    t->row = row;
+    t->def = r.wf.find(row["task_name"]);
+    t->timer = std::make_unique<asio::steady_timer>(io_);
+    track(r, row["task_name"], "pending", row["status"]);
+    r.by_name[row["task_name"]].push_back(t.get());
+    r.by_id[t->id()] = t.get();
+    r.tasks.push_back(std::move(t));
+  }
+}
+
+void Engine::track(RunState& r, const std::string& task_name, const std::string& old_status,
+                   const std::string& status) {
+  int delta = int(is_active(status)) - int(is_active(old_status));
+  if (delta == 0) return;
+  r.active_by_name[task_name] += delta;
+  active_total_ += delta;
+  if (delta < 0 && dispatch_blocked_) {
+    // A slot opened while some run waited on the host-wide limit: give every run a look, after this handler.
+    dispatch_blocked_ = false;
+    asio::post(io_, [this, alive = alive_] {
+      if (!*alive) return;
+      std::vector<std::string> ids;
+      for (auto& [id, run] : runs_) ids.push_back(id);
+      for (auto& id : ids)
+        if (RunState* rs = find_run(id)) advance(*rs);
+    });
+  }
+}
+
+// Adds the instances of a `parallel: task.field` / `foreach: task.field` task once its upstream tasks are done:
+// one row per item (the item in its input), one skipped row when an upstream failed or there is nothing to do,
+// one failed row when the reference does not give a count or a list.
+void Engine::expand(RunState& r, const TaskDefinition& def) {
+  json scope = json::object();
+  bool upstream_failed = false;
+  for (const auto& d : def.depends_on) {
+    auto it = r.by_name.find(d);
+    if (it == r.by_name.end() || it->second.empty()) return;  // upstream not materialized yet
+    for (TaskState* u : it->second) {
+      if (!is_terminal(u->status())) return;
+      if (u->status() != "success") upstream_failed = true;
+    }
+    scope[d] = upstream_output(r, d);
+  }
+  std::string now = now_str();
+  int seq = 0;
+  for (const auto& d : r.wf.tasks) {
+    if (d.name == def.name) break;
+    ++seq;
+  }
+  auto single = [&](const std::string& status, const json& error) {
+    json row = task_row(r.id(), def, seq, now, def.input, nullptr, nullptr);
+    row["status"] = status;
+    row["error"] = error;
+    row["finished_at"] = now;
+    return json::array({row});
+  };
+  json rows;
+  const bool foreach = def.parallel.kind == Parallelism::Kind::ForEach;
+  std::string what = std::string(foreach ? "foreach: " : "parallel: ") + def.parallel.ref;
+  if (upstream_failed && def.on_failure == OnFailure::Skip) {
+    rows = single("skipped", error_obj("upstream_failed", "an upstream task failed"));
+  } else {
+    auto v = lookup(scope, def.parallel.ref);
+    if (!v || (foreach && !v->is_array()) || (!foreach && !v->is_number_integer())) {
+      rows = single("failed", error_obj("fanout_error", what + (v ? " is not " : " is missing from the upstream output") +
+                                                            (v ? (foreach ? std::string("a list") : "an integer") : ""),
+                                        {{"value", v ? *v : json(nullptr)}}));
+    } else {
+      int64_t n = foreach ? static_cast<int64_t>(v->size()) : v->get<int64_t>();
+      if (n < 0) {
+        rows = single("failed", error_obj("fanout_error", what + " is negative", {{"value", *v}}));
+      } else if (n == 0) {
+        rows = single("skipped", error_obj("empty_fanout", what + " has no items"));
+      } else {
+        rows = json::array();
+        for (int64_t i = 0; i < n; ++i) {
+          json input = def.input.is_object() ? def.input : json::object();
+          if (foreach) input["item"] = (*v)[static_cast<size_t>(i)];
+          rows.push_back(task_row(r.id(), def, seq, now, std::move(input), i, n));
+        }
+      }
+    }
+  }
+  try {
+    plugins_.state().add_task_runs({{"run_id", r.id()}, {"tasks", rows}});
+  } catch (const PluginCallError& e) {
+    if (e.code() != ORK_ERR_CONFLICT) throw;
+    // Another host expanded it first: take its rows.
+    rows = json::array();
+    for (auto& row : plugins_.state().get_task_runs({{"run_id", r.id()}})["tasks"])
+      if (row["task_name"] == def.name) rows.push_back(row);
+  }
+  spdlog::debug("run {}: {} expanded into {} instance(s)", r.id(), def.name, rows.size());
+  add_rows(r, rows);
+  for (const auto& row : rows)
+    if (row["status"] != "pending") emit_task(r, *r.task(row["id"]));
 }
 
 Engine::RunState* Engine::find_run(const std::string& run_id) {
@@ -350,6 +450,7 @@ void Engine::drop_run(const std::string& run_id) {
     if (t->row["executor_id"].is_string()) by_executor_id_.erase(t->row["executor_id"].get<std::string>());
   }
   it->second->lease_timer->cancel();
+  for (auto& [name, n] : it->second->active_by_name) active_total_ -= n;
   runs_.erase(it);
 }
 
@@ -373,7 +474,19 @@ void Engine::advance(RunState& r) {
   std::string run_id = r.id();
   bool cancelled = r.run["status"] == "cancelled";
   bool any_active = false;
-  for (auto& tp : r.tasks) {
+  bool any_unexpanded = false;
+  if (!cancelled) {
+    for (const auto& def : r.wf.tasks) {
+      bool dynamic = def.parallel.kind == Parallelism::Kind::CountRef || def.parallel.kind == Parallelism::Kind::ForEach;
+      if (!dynamic || !r.by_name[def.name].empty()) continue;
+      expand(r, def);
+      if (r.by_name[def.name].empty()) any_unexpanded = true;
+    }
+  }
+  std::vector<TaskState*> snapshot;
+  snapshot.reserve(r.tasks.size());
+  for (auto& tp : r.tasks) snapshot.push_back(tp.get());
+  for (TaskState* tp : snapshot) {
     TaskState& t = *tp;
     std::string st = t.status();
     if (is_active(st)) {
@@ -388,6 +501,7 @@ void Engine::advance(RunState& r) {
     bool ready = true, upstream_failed = false;
     std::vector<std::string> deps = t.def ? t.def->depends_on : std::vector<std::string>{};
     for (const auto& d : deps) {
+      if (r.by_name[d].empty()) ready = false;  // a fan-out not expanded yet
       for (TaskState* u : r.by_name[d]) {
         std::string us = u->status();
         if (!is_terminal(us))
@@ -410,6 +524,11 @@ void Engine::advance(RunState& r) {
     }
     int64_t nb = time_or(t.row, "not_before", 0);
     any_active = true;
+    if (t.def->concurrency && r.active_by_name[t.def->name] >= *t.def->concurrency) continue;
+    if (active_total_ >= cfg_.max_active_tasks) {
+      dispatch_blocked_ = true;
+      continue;
+    }
     if (nb > now_ms()) {
       arm(r, t, nb);
       continue;
@@ -417,11 +536,25 @@ void Engine::advance(RunState& r) {
     dispatch(r, t);
     if (!find_run(run_id)) return;
   }
-  if (!any_active) {
+  if (!any_active && !any_unexpanded) {
     for (auto& t : r.tasks)
       if (!is_terminal(t->status())) return;  // something changed under us; a later event advances again
     finish_run(r);
   }
+}
+
+// What a dependent sees of upstream task `d`: its output (null unless it succeeded), or for a fanned-out task the
+// list of its instances' outputs in parallel_index order.
+json Engine::upstream_output(const RunState& r, const std::string& d) const {
+  auto it = r.by_name.find(d);
+  if (it == r.by_name.end() || it->second.empty()) return nullptr;
+  auto out = [](const TaskState* u) { return u->status() == "success" ? u->row["output"] : json(nullptr); };
+  const TaskDefinition* def = r.wf.find(d);
+  if (!def || def->parallel.kind == Parallelism::Kind::None) return out(it->second.front());
+  if (it->second.size() == 1 && it->second.front()->row["parallel_index"].is_null()) return json::array();
+  json list = json::array();
+  for (const TaskState* u : it->second) list.push_back(out(u));
+  return list;
 }
 
 json Engine::build_input(const RunState& r, const TaskState& t, json* upstream) const {
@@ -430,12 +563,7 @@ json Engine::build_input(const RunState& r, const TaskState& t, json* upstream) 
   scope["input"] = r.run["input"];
   *upstream = json::object();
   for (const auto& d : t.def->depends_on) {
-    auto it = r.by_name.find(d);
-    json out = nullptr;
-    if (it != r.by_name.end() && !it->second.empty()) {
-      const TaskState* u = it->second.front();
-      if (u->status() == "success") out = u->row["output"];
-    }
+    json out = upstream_output(r, d);
     (*upstream)[d] = out;
     scope[d] = out;
   }
@@ -459,9 +587,13 @@ void Engine::dispatch(RunState& r, TaskState& t) {
   if (!acq.value("acquired", false)) {
     auto rows = plugins_.state().get_task_runs({{"run_id", r.id()}});
     for (auto& row : rows["tasks"])
-      if (row["id"] == t.row["id"]) t.row = row;
+      if (row["id"] == t.row["id"]) {
+        track(r, def.name, t.status(), row["status"]);
+        t.row = row;
+      }
     return;
   }
+  track(r, def.name, t.status(), acq["task"]["status"]);
   t.row = acq["task"];
   t.pushed = ex->poll_interval_ms() == 0;
   emit_task(r, t);
@@ -703,7 +835,9 @@ bool Engine::update_task(RunState& r, TaskState& t, json set) {
                  t.attempt());
     return false;
   }
+  std::string old_status = t.status();
   for (auto it = set.begin(); it != set.end(); ++it) t.row[it.key()] = it.value();
+  track(r, t.row["task_name"], old_status, t.status());
   return true;
 }
 

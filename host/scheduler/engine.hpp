@@ -24,6 +24,7 @@ struct EngineConfig {
   int64_t heartbeat_interval_ms = 10000;    // what workers are told; also the re-attach watch period
   int64_t start_timeout_ms = 300000;        // a dispatched job that never starts fails
   int64_t cancel_grace_ms = 10000;          // SIGTERM → SIGKILL grace passed to executors
+  int max_active_tasks = 32;                // attempts in flight at once on this host, over all runs
   std::vector<std::string> worker_command;  // how executors start ork-worker
   static EngineConfig from_env();           // defaults overridden by ORK_* environment variables
 };
@@ -76,8 +77,12 @@ class Engine {
   void set_task_terminal(RunState& r, TaskState& t, const std::string& status, const json& error);
   void finish_run(RunState& r);
   void renew_lease(const std::string& run_id);
+  void add_rows(RunState& r, const json& rows);
+  void expand(RunState& r, const TaskDefinition& def);
+  void track(RunState& r, const std::string& task_name, const std::string& old_status, const std::string& status);
   void drop_run(const std::string& run_id);
   json build_input(const RunState& r, const TaskState& t, json* upstream) const;
+  json upstream_output(const RunState& r, const std::string& d) const;
   void emit_task(const RunState& r, const TaskState& t);
   void emit_run(const RunState& r);
   RunState* find_run(const std::string& run_id);
@@ -89,6 +94,8 @@ class Engine {
   std::map<std::string, std::pair<std::string, std::string>> by_executor_id_;  // executor_id → (run_id, task_id)
   std::vector<std::function<void(const EngineEvent&)>> listeners_;
   std::shared_ptr<bool> alive_;
+  int active_total_ = 0;         // attempts dispatched or running, over all runs
+  bool dispatch_blocked_ = false;  // a ready task waited on max_active_tasks
   boost::asio::steady_timer takeover_timer_;
   int64_t takeover_at_ = 0;
 };

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <tuple>
 
+#include "scheduler/cron.hpp"
+
 namespace ork {
 
 namespace fs = std::filesystem;
@@ -478,65 +480,16 @@ std::optional<int64_t> parse_memory_mb(const YAML::Node& n) {
   return static_cast<int64_t>(std::ceil(bytes / mib));
 }
 
-// ---- Cron (basic syntax check of the 5 standard fields) ----
+// ---- Cron (syntax, zone and "never fires" checks by the scheduler's parser) ----
 
-std::optional<int> cron_value(const std::string& tok, int field) {
-  static const std::vector<std::string> months = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN",
-                                                  "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"};
-  static const std::vector<std::string> days = {"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"};
-  if (is_digits(tok)) {
-    auto v = parse_int64(tok);
-    if (!v || *v > 1000) return std::nullopt;
-    return static_cast<int>(*v);
-  }
-  std::string up = tok;
-  for (auto& c : up) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  const auto& names = field == 3 ? months : days;
-  if (field == 3 || field == 4) {
-    auto it = std::find(names.begin(), names.end(), up);
-    if (it != names.end()) return static_cast<int>(it - names.begin()) + (field == 3 ? 1 : 0);
-  }
-  return std::nullopt;
-}
-
-// Returns "" when valid, else a message.
+// Returns "" when valid, else a message naming the field and the offending text.
 std::string check_cron(const std::string& expr) {
-  static const char* names[] = {"minute", "hour", "day-of-month", "month", "day-of-week"};
-  static const int lo[] = {0, 0, 1, 1, 0};
-  static const int hi[] = {59, 23, 31, 12, 7};
-  std::istringstream in(expr);
-  std::vector<std::string> fields;
-  for (std::string f; in >> f;) fields.push_back(f);
-  const std::string form = " (expected 5 fields: minute hour day-of-month month day-of-week, e.g. '0 2 * * MON')";
-  if (fields.size() != 5) {
-    return "invalid cron expression '" + expr + "': has " + std::to_string(fields.size()) + " fields" + form;
+  try {
+    CronExpr::parse(expr);
+    return "";
+  } catch (const CronError& e) {
+    return e.what();
   }
-  for (int i = 0; i < 5; ++i) {
-    const std::string bad = "invalid cron expression '" + expr + "': bad " + names[i] + " field '" + fields[i] + "'";
-    std::stringstream parts(fields[i]);
-    for (std::string part; std::getline(parts, part, ',');) {
-      std::string range = part, step;
-      if (auto slash = part.find('/'); slash != std::string::npos) {
-        range = part.substr(0, slash);
-        step = part.substr(slash + 1);
-        auto s = cron_value(step, -1);
-        if (!s || *s == 0) return bad + " (step must be a positive number)";
-      }
-      if (range == "*") continue;
-      std::string a = range, b;
-      if (auto dash = range.find('-'); dash != std::string::npos) {
-        a = range.substr(0, dash);
-        b = range.substr(dash + 1);
-      }
-      auto va = cron_value(a, i);
-      auto vb = b.empty() ? va : cron_value(b, i);
-      if (!va || !vb) return bad;
-      if (*va < lo[i] || *va > hi[i] || *vb < lo[i] || *vb > hi[i]) {
-        return bad + " (values must be " + std::to_string(lo[i]) + "-" + std::to_string(hi[i]) + ")";
-      }
-    }
-  }
-  return "";
 }
 
 // ---- Type names ----

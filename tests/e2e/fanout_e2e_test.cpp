@@ -1,0 +1,160 @@
+// Fan-out: parallel: N, parallel: task.field, foreach: task.field, concurrency limits, list outputs downstream.
+#include <gtest/gtest.h>
+
+#include "loader/plugin_loader.hpp"
+#include "support/test_support.hpp"
+
+using namespace ork::test;
+using ork::json;
+
+namespace {
+
+const std::string kHost = std::string(ORK_BINARY_DIR) + "/bin/ork-host";
+
+struct Run {
+  CmdResult result;
+  json run;
+  std::map<std::string, std::vector<json>> tasks;  // by name, in parallel_index order
+};
+
+Run run_workflow(const TempDir& dir, const std::string& yaml, const std::string& env = "") {
+  write_file(dir / "wf.yaml", yaml);
+  Run r;
+  r.result = run("ORK_HOME=" + (dir / "home") + " " + env + " " + kHost + " run " + (dir / "wf.yaml") + " 2>&1",
+                 std::chrono::seconds(300));
+  auto st = ork::load_plugin<ork::StateProxy>("state", "ork-state-sqlite", {{"path", dir / "home/state.db"}});
+  json runs = st->list_runs({{"limit", 1}});
+  if (runs["runs"].empty()) return r;
+  r.run = runs["runs"][0];
+  json tasks = st->get_task_runs({{"run_id", r.run["id"]}})["tasks"];
+  for (auto& t : tasks) r.tasks[t["task_name"]].push_back(t);
+  return r;
+}
+
+TEST(FanOutE2E, ForeachOverAThousandItemsNeverExceedsItsConcurrency) {
+  TempDir dir;
+  std::string c = dir.str();
+  write_file(c + "/cur", "0\n");
+  write_file(c + "/max", "0\n");
+  std::string items;
+  for (int i = 0; i < 1000; ++i) items += (i ? "," : "") + std::to_string(i);
+  auto r = run_workflow(dir, R"(
+name: wide
+tasks:
+  discover:
+    command: |
+      echo '{"items": [)" + items + R"(]}'
+  process:
+    foreach: discover.items
+    concurrency: 4
+    command: |
+      ( flock 9; n=$(($(cat )" + c + R"(/cur) + 1)); echo $n > )" + c + R"(/cur
+        [ $n -gt $(cat )" + c + R"(/max) ] && echo $n > )" + c + R"(/max ) 9>)" + c + R"(/lock
+      sleep 0.01
+      ( flock 9; echo $(($(cat )" + c + R"(/cur) - 1)) > )" + c + R"(/cur ) 9>)" + c + R"(/lock
+      echo "{\"double\": $((ORK_PARALLEL_INDEX * 2)), \"count\": $ORK_PARALLEL_COUNT}"
+  total:
+    depends_on: [process]
+    command: cat
+)");
+  ASSERT_EQ(r.result.exit_code, 0) << r.result.output.substr(0, 4000);
+  ASSERT_EQ(r.tasks["process"].size(), 1000u);
+  int max = std::stoi(read_file(c + "/max"));
+  EXPECT_LE(max, 4);
+  EXPECT_GE(max, 2) << "instances never overlapped: concurrency had no effect";
+  EXPECT_EQ(std::stoi(read_file(c + "/cur")), 0);
+  json total = r.tasks["total"][0]["output"]["process"];
+  ASSERT_EQ(total.size(), 1000u);
+  for (int i = 0; i < 1000; ++i) {
+    EXPECT_EQ(total[i]["double"], 2 * i);
+    EXPECT_EQ(total[i]["count"], 1000);
+    EXPECT_EQ(r.tasks["process"][i]["input"]["item"], i);
+  }
+}
+
+TEST(FanOutE2E, StaticAndCountFanOutsGiveIndexCountAndOrderedLists) {
+  TempDir dir;
+  auto r = run_workflow(dir, R"yaml(
+name: shards
+tasks:
+  size:
+    command: |
+      echo '{"n": 3}'
+  fixed:
+    parallel: 2
+    command: |
+      echo "{\"k\": $ORK_PARALLEL_INDEX, \"of\": $ORK_PARALLEL_COUNT}"
+  shard:
+    parallel: size.n
+    input: {base: 10}
+    command: |
+      python3 -c "import json,os; i=json.loads(os.environ['ORK_INPUT_JSON']); print(json.dumps({'v': i['base'] + int(os.environ['ORK_PARALLEL_INDEX'])}))"
+  join:
+    depends_on: [fixed, shard]
+    command: cat
+)yaml");
+  ASSERT_EQ(r.result.exit_code, 0) << r.result.output;
+  EXPECT_EQ(r.tasks["fixed"].size(), 2u);
+  EXPECT_EQ(r.tasks["shard"].size(), 3u);
+  json j = r.tasks["join"][0]["output"];
+  EXPECT_EQ(j["fixed"], json::parse(R"([{"k":0,"of":2},{"k":1,"of":2}])"));
+  EXPECT_EQ(j["shard"], json::parse(R"([{"v":10},{"v":11},{"v":12}])"));
+}
+
+TEST(FanOutE2E, EmptyForeachIsSkippedAndABadReferenceFails) {
+  TempDir dir;
+  auto r = run_workflow(dir, R"(
+name: edge
+tasks:
+  discover:
+    command: |
+      echo '{"none": [], "notalist": 5}'
+  empty:
+    foreach: discover.none
+    command: echo '{}'
+  after_empty:
+    depends_on: [empty]
+    command: echo '{}'
+  bad:
+    foreach: discover.notalist
+    command: echo '{}'
+  cleanup:
+    depends_on: [empty, bad]
+    on_failure: run
+    command: cat
+)");
+  EXPECT_EQ(r.result.exit_code, 1) << r.result.output;
+  ASSERT_EQ(r.tasks["empty"].size(), 1u);
+  EXPECT_EQ(r.tasks["empty"][0]["status"], "skipped");
+  EXPECT_EQ(r.tasks["empty"][0]["error"]["type"], "empty_fanout");
+  EXPECT_EQ(r.tasks["after_empty"][0]["status"], "skipped");
+  ASSERT_EQ(r.tasks["bad"].size(), 1u);
+  EXPECT_EQ(r.tasks["bad"][0]["status"], "failed");
+  EXPECT_NE(r.tasks["bad"][0]["error"]["message"].get<std::string>().find("foreach: discover.notalist is not a list"),
+            std::string::npos);
+  EXPECT_EQ(r.tasks["cleanup"][0]["status"], "success");
+  EXPECT_EQ(r.tasks["cleanup"][0]["output"]["empty"], json::array());
+  EXPECT_EQ(r.tasks["cleanup"][0]["output"]["bad"], json::array());
+  EXPECT_EQ(r.run["status"], "failed");
+}
+
+TEST(FanOutE2E, HostWideLimitCapsAttemptsInFlight) {
+  TempDir dir;
+  std::string c = dir.str();
+  write_file(c + "/cur", "0\n");
+  write_file(c + "/max", "0\n");
+  std::string body = R"(
+    command: |
+      ( flock 9; n=$(($(cat )" + c + R"(/cur) + 1)); echo $n > )" + c + R"(/cur
+        [ $n -gt $(cat )" + c + R"(/max) ] && echo $n > )" + c + R"(/max ) 9>)" + c + R"(/lock
+      sleep 0.05
+      ( flock 9; echo $(($(cat )" + c + R"(/cur) - 1)) > )" + c + R"(/cur ) 9>)" + c + R"(/lock
+)";
+  auto r = run_workflow(dir, "name: capped\ntasks:\n  a:\n    parallel: 12" + body + "  b:\n    parallel: 12" + body,
+                        "ORK_MAX_ACTIVE_TASKS=3");
+  ASSERT_EQ(r.result.exit_code, 0) << r.result.output;
+  EXPECT_LE(std::stoi(read_file(c + "/max")), 3);
+  EXPECT_EQ(r.tasks["a"].size() + r.tasks["b"].size(), 24u);
+}
+
+}  // namespace
