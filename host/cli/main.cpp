@@ -121,19 +121,15 @@ std::string deploy_file(ork::Engine& eng, const std::string& path) {
   return wf.name;
 }
 
-int cmd_run(const Options& o, const std::string& file, const std::vector<std::string>& inputs) {
-  Host h(o);
-  std::string name = deploy_file(*h.eng, file);
-  std::string run_id;
+// Drives `run_id` (already started or taken over by h's engine) to its end with live progress; prints the tasks
+// and returns the exit code: 0 success, 1 failed, 130 cancelled.
+int drive(Host& h, const std::string& run_id) {
   int exit_code = 1;
   h.eng->on_event([&](const ork::EngineEvent& ev) {
     print_event(ev);
     if (ev.kind == "run" && ev.data.value("run_id", "") == run_id) {
       std::string s = ev.data.value("status", "");
-      if (s == "success" || s == "failed" || s == "cancelled") {
-        exit_code = s == "success" ? 0 : (s == "cancelled" ? 130 : 1);
-        h.io.stop();
-      }
+      if (s == "success" || s == "failed" || s == "cancelled") h.io.stop();
     }
   });
   boost::asio::signal_set signals(h.io, SIGINT, SIGTERM);
@@ -142,21 +138,51 @@ int cmd_run(const Options& o, const std::string& file, const std::vector<std::st
     std::cout << "cancelling run " << run_id << std::endl;
     h.eng->cancel_run(run_id);
   });
-  std::cout << "run of workflow " << name << std::endl;
-  run_id = h.eng->start_run(name, parse_inputs(inputs), "manual");
-  std::cout << "run id " << run_id << std::endl;
   if (h.eng->active_runs() > 0) h.io.run();
   auto run = h.plugins->state().get_run({{"id", run_id}});
-  auto tasks = h.plugins->state().get_task_runs({{"run_id", run_id}});
-  std::cout << "\nrun " << run_id << ": " << (run ? run->value("status", "?") : "?") << "\n";
-  for (const auto& t : tasks["tasks"]) {
-    std::cout << "  " << t.value("task_name", "") << ": " << t.value("status", "");
-    if (t["output"].is_null() == false) std::cout << "  output " << t["output"].dump();
+  json tasks = h.plugins->state().get_task_runs({{"run_id", run_id}})["tasks"];
+  std::string status = run ? run->value("status", "?") : "?";
+  std::cout << "\nrun " << run_id << ": " << status << "\n";
+  for (const auto& t : tasks) {
+    std::cout << "  " << t.value("task_name", "");
+    if (!t["parallel_index"].is_null()) std::cout << "[" << t["parallel_index"].get<int64_t>() << "]";
+    std::cout << ": " << t.value("status", "");
+    if (!t["output"].is_null()) std::cout << "  output " << t["output"].dump();
     if (t["error"].is_object() && t.value("status", "") != "success") std::cout << "  error " << t["error"].dump();
     std::cout << "\n";
   }
-  if (run) exit_code = (*run)["status"] == "success" ? 0 : exit_code == 0 ? 1 : exit_code;
+  exit_code = status == "success" ? 0 : status == "cancelled" ? 130 : 1;
   return exit_code;
+}
+
+int cmd_run(const Options& o, const std::string& file, const std::vector<std::string>& inputs) {
+  Host h(o);
+  std::string name = deploy_file(*h.eng, file);
+  std::cout << "run of workflow " << name << std::endl;
+  std::string run_id = h.eng->start_run(name, parse_inputs(inputs), "manual");
+  std::cout << "run id " << run_id << std::endl;
+  return drive(h, run_id);
+}
+
+int cmd_retry(const Options& o, const std::string& run_id, const std::string& task) {
+  Host h(o);
+  h.eng->retry(run_id, task);
+  if (h.eng->active_runs() == 0) {
+    std::cout << "run " << run_id << " reset; another host holds its lease and will continue it\n";
+    return 0;
+  }
+  return drive(h, run_id);
+}
+
+int cmd_cancel(const Options& o, const std::string& run_id, const std::string& task) {
+  Host h(o);
+  if (!h.eng->take(run_id)) {
+    h.eng->cancel(run_id, task);
+    std::cout << "run " << run_id << " marked cancelled; the host driving it stops its tasks at its next lease renewal\n";
+    return 0;
+  }
+  h.eng->cancel(run_id, task);
+  return drive(h, run_id);
 }
 
 int cmd_serve(const Options& o, const std::vector<std::string>& start, bool exit_when_idle) {
@@ -260,6 +286,13 @@ int main(int argc, char** argv) {
   auto* status = app.add_subcommand("status", "print a run and its tasks as JSON");
   status->add_option("run_id", run_id)->required();
   auto* runs = app.add_subcommand("runs", "list recent runs");
+  std::string task;
+  auto* retry = app.add_subcommand("retry", "re-run a finished run's failed and not-run tasks (or --task and downstream)");
+  retry->add_option("run_id", run_id)->required();
+  retry->add_option("--task", task, "re-run this task and everything downstream of it");
+  auto* cancel = app.add_subcommand("cancel", "cancel a run, or one task of it");
+  cancel->add_option("run_id", run_id)->required();
+  cancel->add_option("--task", task, "cancel only this task (all its instances)");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(o.verbose ? spdlog::level::debug : spdlog::level::info);
 
@@ -270,6 +303,8 @@ int main(int argc, char** argv) {
     if (*validate) return cmd_validate(file);
     if (*status) return cmd_status(o, run_id);
     if (*runs) return cmd_runs(o);
+    if (*retry) return cmd_retry(o, run_id, task);
+    if (*cancel) return cmd_cancel(o, run_id, task);
   } catch (const ork::WorkflowError& e) {
     std::cerr << e.what() << "\n";
     return 2;

@@ -239,6 +239,16 @@ std::string Engine::start_run(const std::string& workflow_name, const json& inpu
   return run_id;
 }
 
+bool Engine::take(const std::string& run_id) {
+  if (find_run(run_id)) return true;
+  auto run = plugins_.state().get_run({{"id", run_id}});
+  if (!run || is_terminal((*run)["status"])) return false;
+  auto lease = plugins_.state().acquire_lease({{"run_id", run_id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
+  if (!lease.value("acquired", false)) return false;
+  adopt(*plugins_.state().get_run({{"id", run_id}}), false);
+  return find_run(run_id) != nullptr;
+}
+
 void Engine::resume_all() {
   auto res = plugins_.state().list_runs({{"status", {"pending", "running"}}, {"limit", 100000}});
   int64_t next_expiry = 0;
@@ -434,6 +444,14 @@ void Engine::renew_lease(const std::string& run_id) {
         spdlog::warn("lost the lease on run {}; another host owns it now", run_id);
         drop_run(run_id);
         return;
+      }
+      // Another process may have cancelled the run (ork-host cancel): the lease renewal is when we look.
+      auto run = plugins_.state().get_run({{"id", run_id}});
+      RunState* rs = find_run(run_id);
+      if (run && rs && (*run)["status"] == "cancelled" && rs->run["status"] != "cancelled") {
+        spdlog::info("run {} was cancelled elsewhere: stopping its tasks", run_id);
+        cancel_run(run_id);
+        if (!find_run(run_id)) return;
       }
     } catch (const std::exception& e) {
       spdlog::warn("renewing lease on run {}: {}", run_id, e.what());
@@ -889,6 +907,8 @@ void Engine::set_task_terminal(RunState& r, TaskState& t, const std::string& sta
 void Engine::finish_run(RunState& r) {
   r.finishing = true;
   std::string status = r.run["status"] == "cancelled" ? "cancelled" : "success";
+  for (auto& t : r.tasks)
+    if (t->status() == "cancelled" && status == "success") status = "cancelled";
   json error = nullptr;
   if (status != "cancelled") {
     for (auto& t : r.tasks)
@@ -909,17 +929,33 @@ void Engine::finish_run(RunState& r) {
   drop_run(id);
 }
 
-void Engine::cancel_run(const std::string& run_id) {
+void Engine::cancel_run(const std::string& run_id) { cancel(run_id, ""); }
+
+void Engine::cancel(const std::string& run_id, const std::string& task_name) {
   RunState* r = find_run(run_id);
   if (!r) {
     auto run = plugins_.state().get_run({{"id", run_id}});
     if (!run) throw std::runtime_error("no run " + run_id);
     if (is_terminal((*run)["status"])) return;
-    throw std::runtime_error("run " + run_id + " is owned by " + run->value("owner", std::string("another host")));
+    if (!task_name.empty())
+      throw std::runtime_error("run " + run_id + " is driven by " + run->value("owner", std::string("another host")) +
+                               ": cancel its task there");
+    // Another host drives it: mark it; that host sees the mark when it next renews its lease and stops the tasks.
+    plugins_.state().update_run({{"id", run_id}, {"set", {{"status", "cancelled"}}}, {"expect", {{"status", (*run)["status"]}}}});
+    return;
   }
-  plugins_.state().update_run({{"id", run_id}, {"set", {{"status", "cancelled"}}}});
-  r->run["status"] = "cancelled";
+  if (task_name.empty()) {
+    plugins_.state().update_run({{"id", run_id}, {"set", {{"status", "cancelled"}}}});
+    r->run["status"] = "cancelled";
+  } else if (!r->wf.find(task_name)) {
+    throw std::runtime_error("run " + run_id + " has no task '" + task_name + "'");
+  }
   for (auto& t : r->tasks) {
+    if (!task_name.empty() && t->row["task_name"] != task_name) continue;
+    if (t->status() == "pending" && !task_name.empty()) {
+      set_task_terminal(*r, *t, "cancelled", error_obj("cancelled", "cancelled by user"));
+      continue;
+    }
     if (!is_active(t->status())) continue;
     t->row["_cancel_requested"] = true;
     if (ExecutorProxy* ex = plugins_.executor(t->row.value("executor", std::string()))) {
@@ -932,6 +968,56 @@ void Engine::cancel_run(const std::string& run_id) {
     }
   }
   advance(*r);
+}
+
+std::string Engine::retry(const std::string& run_id, const std::string& task_name) {
+  auto run = plugins_.state().get_run({{"id", run_id}});
+  if (!run) throw std::runtime_error("no run " + run_id);
+  std::string status = (*run)["status"];
+  if (!is_terminal(status)) throw std::runtime_error("run " + run_id + " is still " + status + "; retry a finished run");
+  if (task_name.empty() && status == "success") throw std::runtime_error("run " + run_id + " succeeded: nothing to retry");
+  auto wf_rec = plugins_.state().get_workflow({{"name", (*run)["workflow_name"]}});
+  if (!wf_rec) throw std::runtime_error("workflow " + (*run)["workflow_name"].get<std::string>() + " was deleted");
+  WorkflowDefinition wf = (*wf_rec)["definition"].get<WorkflowDefinition>();
+  // What re-runs: every task that did not succeed, or `task_name` and everything downstream of it.
+  std::set<std::string> names;
+  if (!task_name.empty()) {
+    if (!wf.find(task_name)) throw std::runtime_error("run " + run_id + " has no task '" + task_name + "'");
+    names.insert(task_name);
+    for (bool grew = true; grew;) {
+      grew = false;
+      for (const auto& def : wf.tasks)
+        for (const auto& d : def.depends_on)
+          if (names.count(d) && names.insert(def.name).second) grew = true;
+    }
+  }
+  json rows = plugins_.state().get_task_runs({{"run_id", run_id}})["tasks"];
+  int reset = 0;
+  for (const auto& row : rows) {
+    std::string name = row["task_name"];
+    bool again = task_name.empty() ? row["status"] != "success" : names.count(name) > 0;
+    if (!again) continue;
+    const TaskDefinition* def = wf.find(name);
+    int attempt = row.value("attempt", 0);
+    json set{{"status", "pending"},         {"error", nullptr},        {"output", nullptr},
+             {"executor_id", nullptr},      {"not_before", nullptr},   {"finished_at", nullptr},
+             {"max_retries", attempt + (def ? def->retries : 0)}};
+    plugins_.state().update_task_run({{"run_id", run_id}, {"id", row["id"]}, {"set", set}, {"expect", {{"status", row["status"]}}}});
+    ++reset;
+  }
+  if (reset == 0) throw std::runtime_error("run " + run_id + ": no task to retry");
+  auto upd = plugins_.state().update_run(
+      {{"id", run_id},
+       {"set", {{"status", "pending"}, {"error", nullptr}, {"finished_at", nullptr}}},
+       {"expect", {{"status", status}}}});
+  if (!upd.value("updated", false)) throw std::runtime_error("run " + run_id + " changed while retrying it");
+  spdlog::info("retrying run {}: {} task(s) reset", run_id, reset);
+  auto lease = plugins_.state().acquire_lease({{"run_id", run_id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
+  if (lease.value("acquired", false)) {
+    auto fresh = plugins_.state().get_run({{"id", run_id}});
+    adopt(*fresh, false);
+  }
+  return run_id;
 }
 
 void Engine::emit_task(const RunState& r, const TaskState& t) {

@@ -46,10 +46,18 @@ class Engine {
   json deploy(const WorkflowDefinition& wf, const std::string& version);
   // Creates a run of a deployed workflow with all its task rows (atomically) and starts driving it. Returns run id.
   std::string start_run(const std::string& workflow_name, const json& input, const std::string& triggered_by);
+  // Takes over one unfinished run if its lease is free or expired; true when this engine now drives it.
+  bool take(const std::string& run_id);
   // Takes over every unfinished run whose lease is free or expired (after a restart) and drives it to the end.
   void resume_all();
   // Cancels a run: running attempts are cancelled through their executor, pending tasks skipped.
   void cancel_run(const std::string& run_id);
+  // Cancels one task of a run this host drives (every instance of it), or the whole run when task is empty; a run
+  // driven by another host is marked cancelled and that host stops it at its next lease renewal.
+  void cancel(const std::string& run_id, const std::string& task);
+  // Re-runs a finished run: the tasks that did not succeed (reusing successful outputs), or `task` and everything
+  // downstream of it. Attempts keep counting; each re-run task gets its `retries` again. Returns the run id.
+  std::string retry(const std::string& run_id, const std::string& task);
   // Entry point for executor notify events; thread-safe (posts onto the io_context).
   void notify(const std::string& executor_name, const json& event);
   // Drops every in-memory run (releasing leases) — shutdown.
