@@ -111,4 +111,46 @@ TEST(CrashE2E, KillNineOfHostAndWorkerRetriesTheLostAttempt) {
   }
 }
 
+TEST(CrashE2E, FrozenWorkerIsDetectedByItsStaleHeartbeatAndRetried) {
+  TempDir dir;
+  std::string home = dir / "home", marker = dir / "first", wf = dir / "wf.yaml";
+  write_file(wf, R"(
+name: frozen
+tasks:
+  t:
+    retries: 1
+    command: |
+      if [ ! -e )" + marker + R"( ]; then touch )" + marker + R"(; kill -STOP $PPID; exec sleep 30; fi
+      echo '{"ok": true}'
+)");
+  auto r = run("env " + env_prefix(home) + " ORK_HEARTBEAT_TIMEOUT_MS=1500 " + kHost + " run " + wf + " 2>&1");
+  run("pkill -KILL -f '[e]xec sleep 30'; pkill -KILL -f '^sleep 30$'; true");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("heartbeat timeout"), std::string::npos) << r.output;
+  json state = only_run(home);
+  EXPECT_EQ(state["tasks"][0]["attempt"], 2);
+  EXPECT_EQ(state["tasks"][0]["output"]["ok"], true);
+}
+
+TEST(CrashE2E, SecondHostTakesOverWhenTheFirstIsKilled) {
+  TempDir dir;
+  std::string home = dir / "home", log = dir / "tasks.log", wf = dir / "wf.yaml";
+  write_file(wf, chain_workflow(log, 0));
+  Process a("exec env " + env_prefix(home) + kHost + " serve --start " + wf, dir / "a.log");
+  ASSERT_TRUE(eventually([&] { return read_file(log).find("start b") != std::string::npos; },
+                         std::chrono::seconds(30)));
+  // Host B starts while A is alive and holds the lease: it must wait, not steal.
+  Process b("exec env " + env_prefix(home) + kHost + " serve --exit-when-idle", dir / "b.log");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(read_file(dir / "b.log").find("resuming run"), std::string::npos) << read_file(dir / "b.log");
+  ::kill(a.pid(), SIGKILL);
+  a.wait(std::chrono::seconds(10));
+  ASSERT_EQ(b.wait(std::chrono::seconds(60)), 0) << read_file(dir / "b.log");
+  EXPECT_NE(read_file(dir / "b.log").find("resuming run"), std::string::npos);
+  json run = only_run(home);
+  EXPECT_EQ(run["status"], "success") << run.dump(2);
+  std::string text = read_file(log);
+  for (const char* t : {"a", "b", "c", "d", "x"}) EXPECT_EQ(count(text, std::string("end ") + t), 1) << t << text;
+}
+
 }  // namespace
