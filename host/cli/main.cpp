@@ -17,6 +17,7 @@
 
 #include "core/util.hpp"
 #include "loader/plugin_loader.hpp"
+#include "scheduler/cron.hpp"
 #include "scheduler/engine.hpp"
 #include "workflow/workflow_loader.hpp"
 
@@ -185,7 +186,23 @@ int cmd_cancel(const Options& o, const std::string& run_id, const std::string& t
   return drive(h, run_id);
 }
 
-int cmd_serve(const Options& o, const std::vector<std::string>& start, bool exit_when_idle) {
+int cmd_deploy(const Options& o, const std::vector<std::string>& files) {
+  Host h(o);
+  for (const auto& f : files) std::cout << "deployed " << deploy_file(*h.eng, f) << " from " << f << "\n";
+  return 0;
+}
+
+int cmd_tick(const Options& o) {
+  Host h(o);
+  int fired = h.eng->tick();
+  size_t runs = h.eng->active_runs();
+  h.eng->stop();
+  std::cout << "tick: " << fired << " schedule(s) fired, " << runs << " run(s) advanced\n";
+  return 0;
+}
+
+int cmd_serve(const Options& o, const std::vector<std::string>& start, const std::vector<std::string>& deploy,
+              bool exit_when_idle) {
   Host h(o);
   spdlog::info("ork-host serving (state: {}, objects: {}, executors: {})", h.plugins->state().name(),
                h.plugins->objects().name(), h.plugins->executors().size());
@@ -207,6 +224,8 @@ int cmd_serve(const Options& o, const std::vector<std::string>& start, bool exit
     h.io.stop();
   });
   h.eng->resume_all();
+  for (const auto& f : deploy) std::cout << "deployed " << deploy_file(*h.eng, f) << std::endl;
+  h.eng->start_schedules();
   for (const auto& f : start) {
     std::string name = deploy_file(*h.eng, f);
     std::cout << "started run " << h.eng->start_run(name, json::object(), "manual") << std::endl;
@@ -279,7 +298,12 @@ int main(int argc, char** argv) {
   run->add_option("--input", inputs, "run input key=value (repeatable)");
   auto* serve = app.add_subcommand("serve", "run the engine; resumes unfinished runs");
   serve->add_option("--start", start, "deploy this workflow and start a run of it (repeatable)");
-  serve->add_flag("--exit-when-idle", exit_when_idle, "exit once no run is active");
+  std::vector<std::string> deploy_files;
+  serve->add_option("--deploy", deploy_files, "deploy this workflow (its schedule starts) without starting a run");
+  serve->add_flag("--exit-when-idle", exit_when_idle, "exit once no run is active (schedules are not waited for)");
+  auto* deploy = app.add_subcommand("deploy", "store workflow definitions (and their schedules) without running them");
+  deploy->add_option("workflow", deploy_files, "workflow YAML files")->required();
+  auto* tick = app.add_subcommand("tick", "one reconciliation pass (due schedules, ready tasks, finished attempts), then exit");
   auto* plugins = app.add_subcommand("plugins", "list the loaded plugins: kind, name, version, ABI");
   auto* validate = app.add_subcommand("validate", "check a workflow YAML file");
   validate->add_option("workflow", file, "workflow YAML file")->required();
@@ -298,13 +322,18 @@ int main(int argc, char** argv) {
 
   try {
     if (*run) return cmd_run(o, file, inputs);
-    if (*serve) return cmd_serve(o, start, exit_when_idle);
+    if (*serve) return cmd_serve(o, start, deploy_files, exit_when_idle);
+    if (*deploy) return cmd_deploy(o, deploy_files);
+    if (*tick) return cmd_tick(o);
     if (*plugins) return cmd_plugins(o);
     if (*validate) return cmd_validate(file);
     if (*status) return cmd_status(o, run_id);
     if (*runs) return cmd_runs(o);
     if (*retry) return cmd_retry(o, run_id, task);
     if (*cancel) return cmd_cancel(o, run_id, task);
+  } catch (const ork::CronError& e) {
+    std::cerr << "error: schedule: " << e.what() << "\n";
+    return 2;
   } catch (const ork::WorkflowError& e) {
     std::cerr << e.what() << "\n";
     return 2;

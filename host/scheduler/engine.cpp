@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/util.hpp"
+#include "scheduler/cron.hpp"
 
 namespace ork {
 namespace asio = boost::asio;
@@ -145,6 +146,10 @@ EngineConfig EngineConfig::from_env() {
   c.heartbeat_interval_ms = env_ms("ORK_HEARTBEAT_INTERVAL_MS", c.heartbeat_interval_ms);
   c.start_timeout_ms = env_ms("ORK_START_TIMEOUT_MS", c.start_timeout_ms);
   c.cancel_grace_ms = env_ms("ORK_CANCEL_GRACE_MS", c.cancel_grace_ms);
+  c.clock_offset_ms = [] {
+    const char* v = std::getenv("ORK_CLOCK_OFFSET_MS");
+    return v && *v ? std::strtoll(v, nullptr, 10) : 0LL;
+  }();
   c.max_active_tasks = static_cast<int>(std::max<int64_t>(1, env_ms("ORK_MAX_ACTIVE_TASKS", c.max_active_tasks)));
   return c;
 }
@@ -178,7 +183,12 @@ struct Engine::RunState {
 };
 
 Engine::Engine(asio::io_context& io, PluginRegistry& plugins, EngineConfig cfg)
-    : io_(io), plugins_(plugins), cfg_(std::move(cfg)), alive_(std::make_shared<bool>(true)), takeover_timer_(io) {
+    : io_(io),
+      plugins_(plugins),
+      cfg_(std::move(cfg)),
+      alive_(std::make_shared<bool>(true)),
+      takeover_timer_(io),
+      schedule_timer_(io) {
   if (cfg_.host_id.empty()) cfg_.host_id = "ork-host-" + new_uuid().substr(0, 8);
 }
 
@@ -188,11 +198,96 @@ Engine::~Engine() {
 }
 
 json Engine::deploy(const WorkflowDefinition& wf, const std::string& version) {
+  std::optional<CronExpr> cron;
+  if (wf.schedule) cron = CronExpr::parse(*wf.schedule);  // throws CronError naming the problem
+  auto old = plugins_.state().get_workflow({{"name", wf.name}});
+  json old_schedule = old ? (*old)["schedule"] : json(nullptr);
   json rec{{"name", wf.name},
            {"definition", wf},
            {"schedule", wf.schedule ? json(*wf.schedule) : json(nullptr)},
            {"version", version}};
-  return plugins_.state().put_workflow(rec);
+  json stored = plugins_.state().put_workflow(rec);
+  // A redeploy with the same schedule keeps its next fire; a new or changed one starts from now; a removed one is
+  // disabled.
+  if (cron && old_schedule != rec["schedule"]) {
+    plugins_.state().put_schedule({{"workflow_name", wf.name},
+                                   {"cron_expr", *wf.schedule},
+                                   {"next_run", format_time(cron->next_after(clock_now()))},
+                                   {"enabled", true}});
+  } else if (!cron && old_schedule.is_string()) {
+    plugins_.state().put_schedule({{"workflow_name", wf.name},
+                                   {"cron_expr", old_schedule},
+                                   {"next_run", format_time(clock_now())},
+                                   {"enabled", false}});
+  }
+  if (schedules_on_) arm_schedules();
+  return stored;
+}
+
+int64_t Engine::clock_now() const { return now_ms() + cfg_.clock_offset_ms; }
+
+int Engine::fire_due_schedules() {
+  int fired = 0;
+  int64_t now = clock_now();
+  json due = plugins_.state().get_due_schedules({{"now", format_time(now)}})["schedules"];
+  for (const auto& sch : due) {
+    std::string wf = sch["workflow_name"];
+    int64_t next;
+    try {
+      next = CronExpr::parse(sch["cron_expr"]).next_after(now);
+    } catch (const std::exception& e) {
+      spdlog::error("schedule of {}: {}", wf, e.what());
+      continue;
+    }
+    // However many fires were missed (downtime), the schedule runs once now and continues from the next future fire.
+    auto claim = plugins_.state().claim_schedule(
+        {{"id", sch["id"]}, {"expect_next_run", sch["next_run"]}, {"next_run", format_time(next)}});
+    if (!claim.value("claimed", false)) continue;  // another host fired it
+    try {
+      std::string run_id = start_run(wf, {{"scheduled_for", sch["next_run"]}}, "schedule");
+      spdlog::info("schedule {} fired: run {} of {} (next fire {})", sch["cron_expr"].get<std::string>(), run_id, wf,
+                   format_time(next));
+      ++fired;
+    } catch (const std::exception& e) {
+      spdlog::error("schedule of {}: could not start a run: {}", wf, e.what());
+    }
+  }
+  return fired;
+}
+
+void Engine::start_schedules() {
+  schedules_on_ = true;
+  fire_due_schedules();
+  arm_schedules();
+}
+
+void Engine::arm_schedules() {
+  // Every enabled schedule is "due" by the end of time: the first one is the next fire.
+  json all = plugins_.state().get_due_schedules({{"now", "9999-12-31T23:59:59.999Z"}})["schedules"];
+  if (all.empty()) {
+    schedule_timer_.cancel();
+    return;
+  }
+  int64_t next = time_or(all[0], "next_run", clock_now());
+  schedule_timer_.expires_after(std::chrono::milliseconds(std::max<int64_t>(next - clock_now(), 0)));
+  schedule_timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
+    if (ec || !*alive) return;
+    try {
+      fire_due_schedules();
+      arm_schedules();
+    } catch (const std::exception& e) {
+      spdlog::error("schedules: {}", e.what());
+    }
+  });
+}
+
+int Engine::tick() {
+  int fired = fire_due_schedules();
+  resume_all();
+  io_.poll();  // events the executors have already pushed
+  takeover_timer_.cancel();
+  takeover_at_ = 0;
+  return fired;
 }
 
 std::string Engine::start_run(const std::string& workflow_name, const json& input, const std::string& triggered_by) {
@@ -473,6 +568,8 @@ void Engine::drop_run(const std::string& run_id) {
 }
 
 void Engine::stop() {
+  schedule_timer_.cancel();
+  schedules_on_ = false;
   takeover_timer_.cancel();
   takeover_at_ = 0;
   std::vector<std::string> ids;

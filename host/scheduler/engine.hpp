@@ -25,6 +25,7 @@ struct EngineConfig {
   int64_t start_timeout_ms = 300000;        // a dispatched job that never starts fails
   int64_t cancel_grace_ms = 10000;          // SIGTERM → SIGKILL grace passed to executors
   int max_active_tasks = 32;                // attempts in flight at once on this host, over all runs
+  int64_t clock_offset_ms = 0;              // shifts the clock schedules are evaluated on (tests: ORK_CLOCK_OFFSET_MS)
   std::vector<std::string> worker_command;  // how executors start ork-worker
   static EngineConfig from_env();           // defaults overridden by ORK_* environment variables
 };
@@ -60,6 +61,11 @@ class Engine {
   std::string retry(const std::string& run_id, const std::string& task);
   // Entry point for executor notify events; thread-safe (posts onto the io_context).
   void notify(const std::string& executor_name, const json& event);
+  // Fires due schedules now, then keeps a deadline timer at the next fire (serve mode).
+  void start_schedules();
+  // One reconciliation pass and no waiting: fire due schedules, take over runs whose lease is free (re-reading the
+  // status of their in-flight attempts), dispatch what is ready. Call stop() after it. Returns runs fired.
+  int tick();
   // Drops every in-memory run (releasing leases) — shutdown.
   void stop();
 
@@ -85,6 +91,9 @@ class Engine {
   void set_task_terminal(RunState& r, TaskState& t, const std::string& status, const json& error);
   void finish_run(RunState& r);
   void renew_lease(const std::string& run_id);
+  int64_t clock_now() const;
+  int fire_due_schedules();
+  void arm_schedules();
   void add_rows(RunState& r, const json& rows);
   void expand(RunState& r, const TaskDefinition& def);
   void track(RunState& r, const std::string& task_name, const std::string& old_status, const std::string& status);
@@ -105,6 +114,8 @@ class Engine {
   int active_total_ = 0;         // attempts dispatched or running, over all runs
   bool dispatch_blocked_ = false;  // a ready task waited on max_active_tasks
   boost::asio::steady_timer takeover_timer_;
+  boost::asio::steady_timer schedule_timer_;
+  bool schedules_on_ = false;
   int64_t takeover_at_ = 0;
 };
 
