@@ -69,7 +69,8 @@ int days_in_month(int64_t y, int m) {
 // ---- POSIX TZ rule (the TZif footer, e.g. "EST5EDT,M3.2.0,M11.1.0"), used past the tz data's last transition ----
 
 struct PosixDate {
-  char kind = 'M';  // 'J': Julian day a (1-365, Feb 29 never counted); 'D': zero-based day a; 'M': month a, week b, day c
+  char kind =
+      'M';  // 'J': Julian day a (1-365, Feb 29 never counted); 'D': zero-based day a; 'M': month a, week b, day c
   int a = 0, b = 0, c = 0;
   int64_t time = 7200;  // local time of day of the change, seconds (may be negative or beyond 24h)
 };
@@ -493,8 +494,8 @@ CronExpr CronExpr::parse(const std::string& expr, const std::string& tz) {
       j = end;
     }
     if (count != 5) {
-      p.fail(count > 5 ? extra_at : expr.size(), "has " + std::to_string(count) + " field" + (count == 1 ? "" : "s") +
-                                                     " (" + kFieldsHint + ")");
+      p.fail(count > 5 ? extra_at : expr.size(),
+             "has " + std::to_string(count) + " field" + (count == 1 ? "" : "s") + " (" + kFieldsHint + ")");
     }
   }
   std::array<uint64_t, 5> bits{};
@@ -517,8 +518,8 @@ CronExpr CronExpr::parse(const std::string& expr, const std::string& tz) {
     if (!possible) {
       const std::string_view dom(text.data() + spans[2].first, spans[2].second - spans[2].first);
       const std::string_view mon(text.data() + spans[3].first, spans[3].second - spans[3].first);
-      p.fail(spans[2].first, "never fires: day-of-month '" + printable(dom) + "' does not occur in month '" +
-                                 printable(mon) + "'");
+      p.fail(spans[2].first,
+             "never fires: day-of-month '" + printable(dom) + "' does not occur in month '" + printable(mon) + "'");
     }
   }
   e.next_after(0);  // a safety net: throws "never fires" if the search finds nothing
@@ -527,9 +528,9 @@ CronExpr CronExpr::parse(const std::string& expr, const std::string& tz) {
 
 int64_t CronExpr::next_after(int64_t after_ms) const {
   if (after_ms < kMinMs || after_ms > kMaxMs) {
-    throw CronError("cron expression '" + printable(text_) + "': time " + std::to_string(after_ms) +
-                        " ms is outside years 1-9999",
-                    0);
+    throw CronError(
+        "cron expression '" + printable(text_) + "': time " + std::to_string(after_ms) + " ms is outside years 1-9999",
+        0);
   }
   const int64_t after_s = floor_div(after_ms, 1000);
   const int64_t local = after_s + (tz_ ? tz_->offset_at(after_s) : 0);

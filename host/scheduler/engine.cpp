@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <cctype>
+#include <deque>
 #include <cstdlib>
 #include <set>
 
@@ -166,13 +167,20 @@ struct Engine::TaskState {
   int attempt() const { return row.value("attempt", 0); }
 };
 
+// How many rows of one task name are in each state; readiness of dependents is read from these.
+struct Counts {
+  int total = 0, pending = 0, active = 0, terminal = 0, success = 0;
+};
+
 struct Engine::RunState {
   json run;
   WorkflowDefinition wf;
   std::vector<std::unique_ptr<TaskState>> tasks;  // in seq order
   std::map<std::string, std::vector<TaskState*>> by_name;  // fan-out instances in parallel_index order
   std::map<std::string, TaskState*> by_id;
-  std::map<std::string, int> active_by_name;  // attempts in flight per task name (for `concurrency:`)
+  std::map<std::string, Counts> counts;                    // per task name
+  std::map<std::string, std::deque<TaskState*>> pending;  // per task name, in order; stale entries dropped lazily
+  bool advancing = false, again = false;
   std::unique_ptr<asio::steady_timer> lease_timer;
   bool finishing = false;
   std::string id() const { return run["id"]; }
@@ -394,6 +402,9 @@ void Engine::adopt(json run, bool fresh) {
   r->lease_timer = std::make_unique<asio::steady_timer>(io_);
   RunState& rs = *r;
   runs_[id] = std::move(r);
+  for (auto& t : rs.tasks)
+    if (!t->def && !is_terminal(t->status()))
+      set_task_terminal(rs, *t, "failed", error_obj("spec_error", "task is no longer in the workflow definition"));
   if (rs.run["status"] == "pending") {
     std::string now = now_str();
     if (plugins_.state()
@@ -425,18 +436,29 @@ void Engine::add_rows(RunState& r, const json& rows) {
     t->row = row;
     t->def = r.wf.find(row["task_name"]);
     t->timer = std::make_unique<asio::steady_timer>(io_);
-    track(r, row["task_name"], "pending", row["status"]);
+    TaskState& ts = *t;
     r.by_name[row["task_name"]].push_back(t.get());
     r.by_id[t->id()] = t.get();
     r.tasks.push_back(std::move(t));
+    track(r, ts, "", row["status"]);
   }
 }
 
-void Engine::track(RunState& r, const std::string& task_name, const std::string& old_status,
-                   const std::string& status) {
+void Engine::track(RunState& r, TaskState& t, const std::string& old_status, const std::string& status) {
+  if (old_status == status) return;
+  Counts& c = r.counts[t.row["task_name"].get<std::string>()];
+  auto bump = [&](const std::string& st, int d) {
+    if (st.empty()) return;
+    if (st == "pending") c.pending += d;
+    else if (is_active(st)) c.active += d;
+    else if (is_terminal(st)) c.terminal += d;
+    if (st == "success") c.success += d;
+  };
+  if (old_status.empty()) ++c.total;
+  bump(old_status, -1);
+  bump(status, +1);
+  if (status == "pending") r.pending[t.row["task_name"].get<std::string>()].push_back(&t);
   int delta = int(is_active(status)) - int(is_active(old_status));
-  if (delta == 0) return;
-  r.active_by_name[task_name] += delta;
   active_total_ += delta;
   if (delta < 0 && dispatch_blocked_) {
     // A slot opened while some run waited on the host-wide limit: give every run a look, after this handler.
@@ -563,7 +585,7 @@ void Engine::drop_run(const std::string& run_id) {
     if (t->row["executor_id"].is_string()) by_executor_id_.erase(t->row["executor_id"].get<std::string>());
   }
   it->second->lease_timer->cancel();
-  for (auto& [name, n] : it->second->active_by_name) active_total_ -= n;
+  for (auto& [name, c] : it->second->counts) active_total_ -= c.active;
   runs_.erase(it);
 }
 
@@ -584,78 +606,79 @@ void Engine::stop() {
   }
 }
 
+// Decides what happens next in a run: expands fan-outs whose size is known, skips tasks whose upstream failed,
+// dispatches ready tasks within the concurrency limits, and finishes the run when nothing is left. Works per task
+// name from counters, so an event costs O(task names + tasks dispatched), not O(instances). Not re-entrant: a
+// nested call (a dispatch that fails at once) just asks the running one to go around again.
 void Engine::advance(RunState& r) {
   if (r.finishing) return;
-  std::string run_id = r.id();
+  if (r.advancing) {
+    r.again = true;
+    return;
+  }
+  r.advancing = true;
+  bool stop = false;
+  do {
+    r.again = false;
+    stop = advance_once(r);
+  } while (r.again && !stop);
+  r.advancing = false;
+  if (stop) finish_run(r);
+}
+
+// One pass of advance(); returns true when the run is complete.
+bool Engine::advance_once(RunState& r) {
   bool cancelled = r.run["status"] == "cancelled";
-  bool any_active = false;
   bool any_unexpanded = false;
-  if (!cancelled) {
-    for (const auto& def : r.wf.tasks) {
-      bool dynamic = def.parallel.kind == Parallelism::Kind::CountRef || def.parallel.kind == Parallelism::Kind::ForEach;
-      if (!dynamic || !r.by_name[def.name].empty()) continue;
-      expand(r, def);
-      if (r.by_name[def.name].empty()) any_unexpanded = true;
-    }
+  for (const auto& def : r.wf.tasks) {
+    bool dynamic = def.parallel.kind == Parallelism::Kind::CountRef || def.parallel.kind == Parallelism::Kind::ForEach;
+    if (!dynamic || !r.by_name[def.name].empty()) continue;
+    if (!cancelled) expand(r, def);
+    if (r.by_name[def.name].empty()) any_unexpanded = !cancelled;
   }
-  std::vector<TaskState*> snapshot;
-  snapshot.reserve(r.tasks.size());
-  for (auto& tp : r.tasks) snapshot.push_back(tp.get());
-  for (TaskState* tp : snapshot) {
-    TaskState& t = *tp;
-    std::string st = t.status();
-    if (is_active(st)) {
-      any_active = true;
-      continue;
-    }
-    if (st != "pending") continue;
-    if (cancelled) {
-      set_task_terminal(r, t, "skipped", error_obj("cancelled", "run was cancelled"));
-      continue;
-    }
+  bool host_full = false;
+  int64_t now = now_ms();
+  for (const auto& def : r.wf.tasks) {
+    auto& q = r.pending[def.name];
+    while (!q.empty() && q.front()->status() != "pending") q.pop_front();
+    if (q.empty()) continue;
     bool ready = true, upstream_failed = false;
-    std::vector<std::string> deps = t.def ? t.def->depends_on : std::vector<std::string>{};
-    for (const auto& d : deps) {
-      if (r.by_name[d].empty()) ready = false;  // a fan-out not expanded yet
-      for (TaskState* u : r.by_name[d]) {
-        std::string us = u->status();
-        if (!is_terminal(us))
-          ready = false;
-        else if (us != "success")
-          upstream_failed = true;
+    for (const auto& d : def.depends_on) {
+      const Counts& c = r.counts[d];
+      if (c.total == 0 || c.terminal < c.total) ready = false;  // total 0: a fan-out not expanded yet
+      if (c.success < c.terminal) upstream_failed = true;
+    }
+    const char* skip = cancelled                                                  ? "run was cancelled"
+                       : upstream_failed && def.on_failure == OnFailure::Skip ? "an upstream task failed"
+                                                                                  : nullptr;
+    if (skip) {
+      for (size_t i = 0; i < q.size(); ++i)
+        if (q[i]->status() == "pending")
+          set_task_terminal(r, *q[i], "skipped", error_obj(cancelled ? "cancelled" : "upstream_failed", skip));
+      q.clear();
+      continue;
+    }
+    if (!ready || host_full) continue;
+    for (size_t i = 0; i < q.size(); ++i) {
+      TaskState& t = *q[i];
+      if (t.status() != "pending") continue;
+      if (int64_t nb = time_or(t.row, "not_before", 0); nb > now) {
+        if (t.armed_at != nb) arm(r, t, nb);
+        continue;
       }
+      if (def.concurrency && r.counts[def.name].active >= *def.concurrency) break;
+      if (active_total_ >= cfg_.max_active_tasks) {
+        dispatch_blocked_ = true;
+        host_full = true;
+        break;
+      }
+      dispatch(r, t);
     }
-    if (!t.def) {
-      set_task_terminal(r, t, "failed", error_obj("spec_error", "task is no longer in the workflow definition"));
-      continue;
-    }
-    if (upstream_failed && t.def->on_failure == OnFailure::Skip) {
-      set_task_terminal(r, t, "skipped", error_obj("upstream_failed", "an upstream task failed"));
-      continue;
-    }
-    if (!ready) {
-      any_active = true;
-      continue;
-    }
-    int64_t nb = time_or(t.row, "not_before", 0);
-    any_active = true;
-    if (t.def->concurrency && r.active_by_name[t.def->name] >= *t.def->concurrency) continue;
-    if (active_total_ >= cfg_.max_active_tasks) {
-      dispatch_blocked_ = true;
-      continue;
-    }
-    if (nb > now_ms()) {
-      arm(r, t, nb);
-      continue;
-    }
-    dispatch(r, t);
-    if (!find_run(run_id)) return;
   }
-  if (!any_active && !any_unexpanded) {
-    for (auto& t : r.tasks)
-      if (!is_terminal(t->status())) return;  // something changed under us; a later event advances again
-    finish_run(r);
-  }
+  if (any_unexpanded) return false;
+  for (const auto& [name, c] : r.counts)
+    if (c.pending > 0 || c.active > 0) return false;
+  return true;
 }
 
 // What a dependent sees of upstream task `d`: its output (null unless it succeeded), or for a fanned-out task the
@@ -703,13 +726,15 @@ void Engine::dispatch(RunState& r, TaskState& t) {
     auto rows = plugins_.state().get_task_runs({{"run_id", r.id()}});
     for (auto& row : rows["tasks"])
       if (row["id"] == t.row["id"]) {
-        track(r, def.name, t.status(), row["status"]);
+        std::string before = t.status();
         t.row = row;
+        track(r, t, before, t.status());
       }
     return;
   }
-  track(r, def.name, t.status(), acq["task"]["status"]);
+  std::string before = t.status();
   t.row = acq["task"];
+  track(r, t, before, t.status());
   t.pushed = ex->poll_interval_ms() == 0;
   emit_task(r, t);
   std::string base = "runs/" + r.id() + "/" + t.id() + "/";
@@ -952,7 +977,7 @@ bool Engine::update_task(RunState& r, TaskState& t, json set) {
   }
   std::string old_status = t.status();
   for (auto it = set.begin(); it != set.end(); ++it) t.row[it.key()] = it.value();
-  track(r, t.row["task_name"], old_status, t.status());
+  track(r, t, old_status, t.status());
   return true;
 }
 

@@ -96,7 +96,8 @@ class Engine {
   void arm_schedules();
   void add_rows(RunState& r, const json& rows);
   void expand(RunState& r, const TaskDefinition& def);
-  void track(RunState& r, const std::string& task_name, const std::string& old_status, const std::string& status);
+  void track(RunState& r, TaskState& t, const std::string& old_status, const std::string& status);
+  bool advance_once(RunState& r);
   void drop_run(const std::string& run_id);
   json build_input(const RunState& r, const TaskState& t, json* upstream) const;
   json upstream_output(const RunState& r, const std::string& d) const;

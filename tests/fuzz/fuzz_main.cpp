@@ -22,10 +22,36 @@ int run(const std::string& input) {
 }
 
 // Pieces that make mutations likely to stay close to the grammar.
-const char* const kTokens[] = {"*",     "/",   ",",    "-",         " ",     "\t",       "0",       "7",
-                               "59",    "60",  "31",   "12",        "99999", "JAN",      "dec",     "MON",
-                               "sun",   "@",   "@daily", "@yearly", "CRON_TZ=", "TZ=", "Europe/Berlin",
-                               "America/New_York", "Asia/Kolkata", "UTC", "*/", "-/", "\xff", ""};
+const char* const kTokens[] = {"*",
+                               "/",
+                               ",",
+                               "-",
+                               " ",
+                               "\t",
+                               "0",
+                               "7",
+                               "59",
+                               "60",
+                               "31",
+                               "12",
+                               "99999",
+                               "JAN",
+                               "dec",
+                               "MON",
+                               "sun",
+                               "@",
+                               "@daily",
+                               "@yearly",
+                               "CRON_TZ=",
+                               "TZ=",
+                               "Europe/Berlin",
+                               "America/New_York",
+                               "Asia/Kolkata",
+                               "UTC",
+                               "*/",
+                               "-/",
+                               "\xff",
+                               ""};
 
 std::string mutate(std::mt19937_64& rng, std::string s, const std::vector<std::string>& seeds) {
   const int edits = 1 + static_cast<int>(rng() % 3);

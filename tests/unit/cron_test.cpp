@@ -306,9 +306,8 @@ std::string render(std::mt19937_64& rng, Sets& s) {
 }
 
 int64_t brute_next(const Sets& s, int64_t after_ms, int64_t limit_days) {
-  const int64_t first_day = chr::floor<chr::days>(chr::sys_time<chr::milliseconds>{chr::milliseconds{after_ms}})
-                                .time_since_epoch()
-                                .count();
+  const int64_t first_day =
+      chr::floor<chr::days>(chr::sys_time<chr::milliseconds>{chr::milliseconds{after_ms}}).time_since_epoch().count();
   for (int64_t day = first_day; day < first_day + limit_days; ++day) {
     const chr::sys_days sd{chr::days{day}};
     const chr::year_month_day ymd{sd};
@@ -369,8 +368,9 @@ TEST(CronExpr, Speed) {
       t = (i % 2 == 0) ? next : ms("2024-01-01T00:00") + (next * 7919) % (30LL * 365 * 86400000);
     }
     const double us = chr::duration<double, std::micro>(chr::steady_clock::now() - start).count();
-    std::cout << "[ speed    ] " << kCalls << " next_after('" << b.expr << "'" << (*b.tz ? std::string(", ") + b.tz : "")
-              << "): " << static_cast<int64_t>(us / 1000) << " ms, " << us / kCalls << " us/call\n";
+    std::cout << "[ speed    ] " << kCalls << " next_after('" << b.expr << "'"
+              << (*b.tz ? std::string(", ") + b.tz : "") << "): " << static_cast<int64_t>(us / 1000) << " ms, "
+              << us / kCalls << " us/call\n";
     EXPECT_NE(sum, 0);
   }
 }
