@@ -13,7 +13,6 @@
 #include <iterator>
 #include <string_view>
 #include <utility>
-#include <vector>
 
 namespace ork {
 
