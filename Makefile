@@ -4,13 +4,16 @@ BUILD_TYPE ?= RelWithDebInfo
 WERROR ?= OFF
 JOBS ?= 2
 
-.PHONY: up test deps build clean format
+.PHONY: up test bench deps build clean format
 
 up: build
 	bash scripts/up
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+bench: build
+	bash bench/scheduler.sh $(BUILD)
 
 deps:
 	bash scripts/install-deps

@@ -133,12 +133,17 @@ int drive(Host& h, const std::string& run_id) {
       if (s == "success" || s == "failed" || s == "cancelled") h.io.stop();
     }
   });
+  // First Ctrl-C cancels the run (its tasks are stopped); a second one leaves at once (tasks keep running).
   boost::asio::signal_set signals(h.io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code& ec, int) {
+  std::function<void(const boost::system::error_code&, int)> on_signal = [&](const boost::system::error_code& ec, int) {
     if (ec) return;
-    std::cout << "cancelling run " << run_id << std::endl;
+    std::cout << "cancelling run " << run_id << " (again to leave now)" << std::endl;
     h.eng->cancel_run(run_id);
-  });
+    signals.async_wait([&](const boost::system::error_code& ec2, int) {
+      if (!ec2) h.io.stop();
+    });
+  };
+  signals.async_wait(on_signal);
   if (h.eng->active_runs() > 0) h.io.run();
   auto run = h.plugins->state().get_run({{"id", run_id}});
   json tasks = h.plugins->state().get_task_runs({{"run_id", run_id}})["tasks"];

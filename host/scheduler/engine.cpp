@@ -151,6 +151,7 @@ EngineConfig EngineConfig::from_env() {
     const char* v = std::getenv("ORK_CLOCK_OFFSET_MS");
     return v && *v ? std::strtoll(v, nullptr, 10) : 0LL;
   }();
+  c.fanout_batch = static_cast<int>(std::max<int64_t>(2, env_ms("ORK_FANOUT_BATCH", c.fanout_batch)));
   c.max_active_tasks = static_cast<int>(std::max<int64_t>(1, env_ms("ORK_MAX_ACTIVE_TASKS", c.max_active_tasks)));
   return c;
 }
@@ -169,7 +170,15 @@ struct Engine::TaskState {
 
 // How many rows of one task name are in each state; readiness of dependents is read from these.
 struct Counts {
-  int total = 0, pending = 0, active = 0, terminal = 0, success = 0;
+  int64_t total = 0, pending = 0, active = 0, terminal = 0, success = 0;
+  int64_t expected = 0;  // a fan-out's instance count, before all its rows are stored
+};
+
+// A sized fan-out whose instances are stored in batches.
+struct Engine::FanOut {
+  int64_t total = 0, next = 0;  // instances in all; the next parallel_index to store
+  json items;                   // foreach: the list; parallel: null
+  int seq = 0;
 };
 
 struct Engine::RunState {
@@ -179,6 +188,7 @@ struct Engine::RunState {
   std::map<std::string, std::vector<TaskState*>> by_name;  // fan-out instances in parallel_index order
   std::map<std::string, TaskState*> by_id;
   std::map<std::string, Counts> counts;                    // per task name
+  std::map<std::string, FanOut> fanouts;                  // sized fan-outs, by task name
   std::map<std::string, std::deque<TaskState*>> pending;  // per task name, in order; stale entries dropped lazily
   bool advancing = false, again = false;
   std::unique_ptr<asio::steady_timer> lease_timer;
@@ -402,6 +412,7 @@ void Engine::adopt(json run, bool fresh) {
   r->lease_timer = std::make_unique<asio::steady_timer>(io_);
   RunState& rs = *r;
   runs_[id] = std::move(r);
+  restore_fanouts(rs);
   for (auto& t : rs.tasks)
     if (!t->def && !is_terminal(t->status()))
       set_task_terminal(rs, *t, "failed", error_obj("spec_error", "task is no longer in the workflow definition"));
@@ -458,6 +469,7 @@ void Engine::track(RunState& r, TaskState& t, const std::string& old_status, con
   bump(old_status, -1);
   bump(status, +1);
   if (status == "pending") r.pending[t.row["task_name"].get<std::string>()].push_back(&t);
+  if (is_terminal(status) && t.row["parallel_index"].is_number()) t.row["input"] = nullptr;  // only needed to dispatch
   int delta = int(is_active(status)) - int(is_active(old_status));
   active_total_ += delta;
   if (delta < 0 && dispatch_blocked_) {
@@ -473,74 +485,108 @@ void Engine::track(RunState& r, TaskState& t, const std::string& old_status, con
   }
 }
 
-// Adds the instances of a `parallel: task.field` / `foreach: task.field` task once its upstream tasks are done:
-// one row per item (the item in its input), one skipped row when an upstream failed or there is nothing to do,
-// one failed row when the reference does not give a count or a list.
+// Sizes a `parallel: task.field` / `foreach: task.field` task once its upstream tasks are done and adds its first
+// batch of instances (the item in each one's input); later batches follow as instances finish, so a 10,000-item
+// fan-out never has 10,000 rows in memory at once. One skipped row when an upstream failed or there is nothing to
+// do, one failed row when the reference does not give a count or a list.
 void Engine::expand(RunState& r, const TaskDefinition& def) {
   json scope = json::object();
   bool upstream_failed = false;
   for (const auto& d : def.depends_on) {
-    auto it = r.by_name.find(d);
-    if (it == r.by_name.end() || it->second.empty()) return;  // upstream not materialized yet
-    for (TaskState* u : it->second) {
-      if (!is_terminal(u->status())) return;
-      if (u->status() != "success") upstream_failed = true;
-    }
+    const Counts& c = r.counts[d];
+    if (c.total == 0 || c.terminal < std::max(c.total, c.expected)) return;  // upstream not finished
+    if (c.success < c.terminal) upstream_failed = true;
     scope[d] = upstream_output(r, d);
   }
-  std::string now = now_str();
-  int seq = 0;
+  FanOut fo;
   for (const auto& d : r.wf.tasks) {
     if (d.name == def.name) break;
-    ++seq;
+    ++fo.seq;
   }
   auto single = [&](const std::string& status, const json& error) {
-    json row = task_row(r.id(), def, seq, now, def.input, nullptr, nullptr);
+    std::string now = now_str();
+    json row = task_row(r.id(), def, fo.seq, now, def.input, nullptr, nullptr);
     row["status"] = status;
     row["error"] = error;
     row["finished_at"] = now;
-    return json::array({row});
+    insert_rows(r, def, json::array({row}));
   };
-  json rows;
   const bool foreach = def.parallel.kind == Parallelism::Kind::ForEach;
   std::string what = std::string(foreach ? "foreach: " : "parallel: ") + def.parallel.ref;
-  if (upstream_failed && def.on_failure == OnFailure::Skip) {
-    rows = single("skipped", error_obj("upstream_failed", "an upstream task failed"));
-  } else {
-    auto v = lookup(scope, def.parallel.ref);
-    if (!v || (foreach && !v->is_array()) || (!foreach && !v->is_number_integer())) {
-      rows = single("failed", error_obj("fanout_error", what + (v ? " is not " : " is missing from the upstream output") +
-                                                            (v ? (foreach ? std::string("a list") : "an integer") : ""),
-                                        {{"value", v ? *v : json(nullptr)}}));
-    } else {
-      int64_t n = foreach ? static_cast<int64_t>(v->size()) : v->get<int64_t>();
-      if (n < 0) {
-        rows = single("failed", error_obj("fanout_error", what + " is negative", {{"value", *v}}));
-      } else if (n == 0) {
-        rows = single("skipped", error_obj("empty_fanout", what + " has no items"));
-      } else {
-        rows = json::array();
-        for (int64_t i = 0; i < n; ++i) {
-          json input = def.input.is_object() ? def.input : json::object();
-          if (foreach) input["item"] = (*v)[static_cast<size_t>(i)];
-          rows.push_back(task_row(r.id(), def, seq, now, std::move(input), i, n));
-        }
-      }
-    }
+  if (upstream_failed && def.on_failure == OnFailure::Skip) return single("skipped", error_obj("upstream_failed", "an upstream task failed"));
+  auto v = lookup(scope, def.parallel.ref);
+  if (!v || (foreach && !v->is_array()) || (!foreach && !v->is_number_integer()))
+    return single("failed", error_obj("fanout_error",
+                                      what + (v ? " is not " : " is missing from the upstream output") +
+                                          (v ? (foreach ? std::string("a list") : "an integer") : ""),
+                                      {{"value", v ? *v : json(nullptr)}}));
+  fo.total = foreach ? static_cast<int64_t>(v->size()) : v->get<int64_t>();
+  if (fo.total < 0) return single("failed", error_obj("fanout_error", what + " is negative", {{"value", *v}}));
+  if (fo.total == 0) return single("skipped", error_obj("empty_fanout", what + " has no items"));
+  if (foreach) fo.items = std::move(*v);
+  r.counts[def.name].expected = fo.total;
+  spdlog::debug("run {}: {} fans out into {} instance(s)", r.id(), def.name, fo.total);
+  add_batch(r, def, r.fanouts[def.name] = std::move(fo));
+}
+
+// Adds the next batch of a sized fan-out's instances.
+void Engine::add_batch(RunState& r, const TaskDefinition& def, FanOut& fo) {
+  std::string now = now_str();
+  json rows = json::array();
+  int64_t end = std::min<int64_t>(fo.total, fo.next + cfg_.fanout_batch);
+  for (int64_t i = fo.next; i < end; ++i) {
+    json input = def.input.is_object() ? def.input : json::object();
+    if (fo.items.is_array()) input["item"] = fo.items[static_cast<size_t>(i)];
+    rows.push_back(task_row(r.id(), def, fo.seq, now, std::move(input), i, fo.total));
   }
+  fo.next = end;
+  insert_rows(r, def, rows);
+}
+
+// Stores new rows of `def` (all or none) and tracks them; if another host stored them first, tracks its rows.
+void Engine::insert_rows(RunState& r, const TaskDefinition& def, json rows) {
   try {
     plugins_.state().add_task_runs({{"run_id", r.id()}, {"tasks", rows}});
   } catch (const PluginCallError& e) {
     if (e.code() != ORK_ERR_CONFLICT) throw;
-    // Another host expanded it first: take its rows.
     rows = json::array();
-    for (auto& row : plugins_.state().get_task_runs({{"run_id", r.id()}})["tasks"])
-      if (row["task_name"] == def.name) rows.push_back(row);
+    json all = plugins_.state().get_task_runs({{"run_id", r.id()}})["tasks"];
+    for (auto& row : all)
+      if (row["task_name"] == def.name && !r.task(row["id"])) rows.push_back(std::move(row));
+    if (auto it = r.fanouts.find(def.name); it != r.fanouts.end())
+      for (const auto& row : rows)
+        if (row["parallel_index"].is_number())
+          it->second.next = std::max<int64_t>(it->second.next, row["parallel_index"].get<int64_t>() + 1);
   }
-  spdlog::debug("run {}: {} expanded into {} instance(s)", r.id(), def.name, rows.size());
   add_rows(r, rows);
   for (const auto& row : rows)
     if (row["status"] != "pending") emit_task(r, *r.task(row["id"]));
+}
+
+// After a restart: fan-outs that had only part of their instances stored continue where they stopped.
+void Engine::restore_fanouts(RunState& r) {
+  for (const auto& def : r.wf.tasks) {
+    if (def.parallel.kind != Parallelism::Kind::CountRef && def.parallel.kind != Parallelism::Kind::ForEach) continue;
+    const auto& rows = r.by_name[def.name];
+    if (rows.empty() || !rows.front()->row["parallel_count"].is_number()) continue;
+    FanOut fo;
+    fo.total = rows.front()->row["parallel_count"].get<int64_t>();
+    for (const TaskState* t : rows) fo.next = std::max<int64_t>(fo.next, t->row["parallel_index"].get<int64_t>() + 1);
+    fo.seq = rows.front()->row.value("seq", 0);
+    r.counts[def.name].expected = fo.total;
+    if (fo.next >= fo.total) continue;
+    if (def.parallel.kind == Parallelism::Kind::ForEach) {
+      json scope = json::object();
+      for (const auto& d : def.depends_on) scope[d] = upstream_output(r, d);
+      auto v = lookup(scope, def.parallel.ref);
+      if (!v || !v->is_array() || static_cast<int64_t>(v->size()) != fo.total) {
+        spdlog::error("run {}: cannot continue the fan-out of {}: its items changed", r.id(), def.name);
+        continue;
+      }
+      fo.items = std::move(*v);
+    }
+    r.fanouts[def.name] = std::move(fo);
+  }
 }
 
 Engine::RunState* Engine::find_run(const std::string& run_id) {
@@ -632,9 +678,14 @@ bool Engine::advance_once(RunState& r) {
   bool any_unexpanded = false;
   for (const auto& def : r.wf.tasks) {
     bool dynamic = def.parallel.kind == Parallelism::Kind::CountRef || def.parallel.kind == Parallelism::Kind::ForEach;
-    if (!dynamic || !r.by_name[def.name].empty()) continue;
-    if (!cancelled) expand(r, def);
-    if (r.by_name[def.name].empty()) any_unexpanded = !cancelled;
+    if (!dynamic || cancelled) continue;
+    if (r.by_name[def.name].empty()) expand(r, def);
+    if (auto it = r.fanouts.find(def.name); it != r.fanouts.end() && it->second.next < it->second.total) {
+      const Counts& c = r.counts[def.name];
+      if (c.pending < cfg_.fanout_batch / 2) add_batch(r, def, it->second);
+      any_unexpanded = true;
+    }
+    if (r.by_name[def.name].empty()) any_unexpanded = true;
   }
   bool host_full = false;
   int64_t now = now_ms();
@@ -645,7 +696,7 @@ bool Engine::advance_once(RunState& r) {
     bool ready = true, upstream_failed = false;
     for (const auto& d : def.depends_on) {
       const Counts& c = r.counts[d];
-      if (c.total == 0 || c.terminal < c.total) ready = false;  // total 0: a fan-out not expanded yet
+      if (c.total == 0 || c.terminal < std::max(c.total, c.expected)) ready = false;  // fan-outs not all stored yet
       if (c.success < c.terminal) upstream_failed = true;
     }
     const char* skip = cancelled                                                  ? "run was cancelled"

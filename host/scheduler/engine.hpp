@@ -25,6 +25,7 @@ struct EngineConfig {
   int64_t start_timeout_ms = 300000;        // a dispatched job that never starts fails
   int64_t cancel_grace_ms = 10000;          // SIGTERM → SIGKILL grace passed to executors
   int max_active_tasks = 32;                // attempts in flight at once on this host, over all runs
+  int fanout_batch = 500;                   // fan-out instances stored (and held in memory) per batch
   int64_t clock_offset_ms = 0;              // shifts the clock schedules are evaluated on (tests: ORK_CLOCK_OFFSET_MS)
   std::vector<std::string> worker_command;  // how executors start ork-worker
   static EngineConfig from_env();           // defaults overridden by ORK_* environment variables
@@ -77,6 +78,7 @@ class Engine {
  private:
   struct TaskState;
   struct RunState;
+  struct FanOut;
 
   void adopt(json run, bool fresh);
   void advance(RunState& r);
@@ -96,6 +98,9 @@ class Engine {
   void arm_schedules();
   void add_rows(RunState& r, const json& rows);
   void expand(RunState& r, const TaskDefinition& def);
+  void add_batch(RunState& r, const TaskDefinition& def, FanOut& fo);
+  void insert_rows(RunState& r, const TaskDefinition& def, json rows);
+  void restore_fanouts(RunState& r);
   void track(RunState& r, TaskState& t, const std::string& old_status, const std::string& status);
   bool advance_once(RunState& r);
   void drop_run(const std::string& run_id);
