@@ -125,11 +125,35 @@ std::string deploy_file(ork::Engine& eng, const std::string& path) {
 // Drives `run_id` (already started or taken over by h's engine) to its end with live progress; prints the tasks
 // and returns the exit code: 0 success, 1 failed, 130 cancelled.
 int drive(Host& h, const std::string& run_id) {
-  int exit_code = 1;
+  // Final state per task from the event stream (not a re-read of every row: a 10,000-instance fan-out stays cheap).
+  struct Final {
+    std::string status;
+    json output, error;
+    std::map<std::string, int> instances;  // fan-outs: status -> count
+  };
+  std::map<std::string, Final> finals;
+  std::vector<std::string> order;
+  std::map<std::string, std::string> instance_status;  // task_id -> status (fan-out instances)
   h.eng->on_event([&](const ork::EngineEvent& ev) {
     print_event(ev);
-    if (ev.kind == "run" && ev.data.value("run_id", "") == run_id) {
-      std::string s = ev.data.value("status", "");
+    const json& d = ev.data;
+    if (ev.kind == "task") {
+      std::string name = d.value("task_name", ""), status = d.value("status", "");
+      if (!finals.count(name)) order.push_back(name);
+      Final& f = finals[name];
+      if (d.contains("parallel_index") && d["parallel_index"].is_number()) {
+        std::string& prev = instance_status[d.value("task_id", "")];
+        if (!prev.empty() && --f.instances[prev] == 0) f.instances.erase(prev);
+        prev = status;
+        ++f.instances[status];
+      } else {
+        f.status = status;
+        f.output = d.value("output", json(nullptr));
+        f.error = d.value("error", json(nullptr));
+      }
+    }
+    if (ev.kind == "run" && d.value("run_id", "") == run_id) {
+      std::string s = d.value("status", "");
       if (s == "success" || s == "failed" || s == "cancelled") h.io.stop();
     }
   });
@@ -146,19 +170,23 @@ int drive(Host& h, const std::string& run_id) {
   signals.async_wait(on_signal);
   if (h.eng->active_runs() > 0) h.io.run();
   auto run = h.plugins->state().get_run({{"id", run_id}});
-  json tasks = h.plugins->state().get_task_runs({{"run_id", run_id}})["tasks"];
   std::string status = run ? run->value("status", "?") : "?";
   std::cout << "\nrun " << run_id << ": " << status << "\n";
-  for (const auto& t : tasks) {
-    std::cout << "  " << t.value("task_name", "");
-    if (!t["parallel_index"].is_null()) std::cout << "[" << t["parallel_index"].get<int64_t>() << "]";
-    std::cout << ": " << t.value("status", "");
-    if (!t["output"].is_null()) std::cout << "  output " << t["output"].dump();
-    if (t["error"].is_object() && t.value("status", "") != "success") std::cout << "  error " << t["error"].dump();
+  for (const auto& name : order) {
+    const Final& f = finals[name];
+    std::cout << "  " << name << ": ";
+    if (!f.instances.empty()) {
+      std::string sep;
+      for (const auto& [st, n] : f.instances) std::cout << sep << n << " " << st, sep = ", ";
+      std::cout << " (instances)";
+    } else {
+      std::cout << f.status;
+      if (!f.output.is_null()) std::cout << "  output " << f.output.dump();
+      if (f.error.is_object() && f.status != "success") std::cout << "  error " << f.error.dump();
+    }
     std::cout << "\n";
   }
-  exit_code = status == "success" ? 0 : status == "cancelled" ? 130 : 1;
-  return exit_code;
+  return status == "success" ? 0 : status == "cancelled" ? 130 : 1;
 }
 
 int cmd_run(const Options& o, const std::string& file, const std::vector<std::string>& inputs) {

@@ -469,7 +469,15 @@ void Engine::track(RunState& r, TaskState& t, const std::string& old_status, con
   bump(old_status, -1);
   bump(status, +1);
   if (status == "pending") r.pending[t.row["task_name"].get<std::string>()].push_back(&t);
-  if (is_terminal(status) && t.row["parallel_index"].is_number()) t.row["input"] = nullptr;  // only needed to dispatch
+  if (is_terminal(status) && t.row["parallel_index"].is_number()) {
+    // A finished fan-out instance keeps only what dependents and progress output read; 10,000 of them stay small.
+    json slim = json::object();
+    for (const char* k : {"id", "run_id", "task_name", "status", "attempt", "max_retries", "parallel_index",
+                          "parallel_count", "executor", "executor_id", "output", "error"})
+      slim[k] = std::move(t.row[k]);
+    t.row = std::move(slim);
+    t.timer.reset();
+  }
   int delta = int(is_active(status)) - int(is_active(old_status));
   active_total_ += delta;
   if (delta < 0 && dispatch_blocked_) {
@@ -627,7 +635,7 @@ void Engine::drop_run(const std::string& run_id) {
   auto it = runs_.find(run_id);
   if (it == runs_.end()) return;
   for (auto& t : it->second->tasks) {
-    t->timer->cancel();
+    if (t->timer) t->timer->cancel();
     if (t->row["executor_id"].is_string()) by_executor_id_.erase(t->row["executor_id"].get<std::string>());
   }
   it->second->lease_timer->cancel();
@@ -1033,7 +1041,7 @@ bool Engine::update_task(RunState& r, TaskState& t, json set) {
 }
 
 void Engine::complete_success(RunState& r, TaskState& t, const json& output) {
-  t.timer->cancel();
+  if (t.timer) t.timer->cancel();
   if (!update_task(r, t, {{"status", "success"}, {"output", output}, {"error", nullptr}, {"finished_at", now_str()}}))
     return;
   emit_task(r, t);
@@ -1041,7 +1049,7 @@ void Engine::complete_success(RunState& r, TaskState& t, const json& output) {
 }
 
 void Engine::fail_attempt(RunState& r, TaskState& t, const json& error, bool cancel_executor) {
-  t.timer->cancel();
+  if (t.timer) t.timer->cancel();
   if (cancel_executor && t.row["executor_id"].is_string()) {
     if (ExecutorProxy* ex = plugins_.executor(t.row.value("executor", std::string()))) {
       try {
@@ -1072,7 +1080,7 @@ void Engine::fail_attempt(RunState& r, TaskState& t, const json& error, bool can
 }
 
 void Engine::set_task_terminal(RunState& r, TaskState& t, const std::string& status, const json& error) {
-  t.timer->cancel();
+  if (t.timer) t.timer->cancel();
   if (!update_task(r, t, {{"status", status}, {"error", error}, {"finished_at", now_str()}})) return;
   emit_task(r, t);
 }
@@ -1199,6 +1207,7 @@ void Engine::emit_task(const RunState& r, const TaskState& t) {
                   {"workflow_name", r.run["workflow_name"]},
                   {"task_id", t.row["id"]},
                   {"task_name", t.row["task_name"]},
+                  {"parallel_index", t.row.value("parallel_index", json(nullptr))},
                   {"status", t.row["status"]},
                   {"attempt", t.row["attempt"]},
                   {"max_retries", t.row["max_retries"]},

@@ -20,6 +20,7 @@
 #include <deque>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <mutex>
 #include <optional>
 #include <ork/plugin.hpp>
@@ -279,6 +280,7 @@ class SubprocessExecutor : public ork::Executor {
       c.pidfd = std::move(pidfd);
       c.message = "running as pid " + std::to_string(pid);
       children_.emplace(id, std::move(c));
+      running_.insert(id);
     }
     // "running" goes out before the background thread may report the exit, so events arrive in order.
     host_.notify(json{{"type", "executor.status"}, {"executor_id", id}, {"state", "running"}, {"pid", pid}});
@@ -353,8 +355,8 @@ class SubprocessExecutor : public ork::Executor {
         std::lock_guard lock(mu_);
         if (stop_) return;
         auto now = Clock::now();
-        for (const auto& [id, c] : children_) {
-          if (!c.running()) continue;
+        for (const auto& id : running_) {
+          const Child& c = children_.at(id);
           if (c.watched) {
             fds.push_back(pollfd{c.pidfd.get(), POLLIN, 0});
             ids.push_back(id);
@@ -383,8 +385,8 @@ class SubprocessExecutor : public ork::Executor {
         for (size_t i = 1; n > 0 && i < fds.size(); ++i)
           if (fds[i].revents) reap(ids[i - 1], events);
         auto now = Clock::now();
-        for (auto& [id, c] : children_)
-          if (c.running() && c.kill_at && *c.kill_at <= now) {
+        for (const auto& id : running_)
+          if (Child& c = children_.at(id); c.kill_at && *c.kill_at <= now) {
             c.kill_at.reset();
             ::kill(-c.pid, SIGKILL);
             host_.log(ORK_LOG_INFO, "exec-subprocess: " + id + " outlived its grace period, sent SIGKILL");
@@ -423,6 +425,7 @@ class SubprocessExecutor : public ork::Executor {
     c.kill_at.reset();
     c.pidfd.reset();
     events.push_back(c.event(id));
+    running_.erase(id);
     finished_.push_back(id);
     while (finished_.size() > kMaxFinished) {
       children_.erase(finished_.front());
@@ -440,6 +443,7 @@ class SubprocessExecutor : public ork::Executor {
 
   std::mutex mu_;
   std::map<std::string, Child> children_;  // guarded by mu_
+  std::set<std::string> running_;          // ids of children_ still running; guarded by mu_
   std::deque<std::string> finished_;       // ids in finishing order, for eviction
   uint64_t counter_ = 0;
   bool stop_ = false;

@@ -153,4 +153,46 @@ TEST(CrashE2E, SecondHostTakesOverWhenTheFirstIsKilled) {
   for (const char* t : {"a", "b", "c", "d", "x"}) EXPECT_EQ(count(text, std::string("end ") + t), 1) << t << text;
 }
 
+TEST(CrashE2E, FanOutStoredInBatchesContinuesAfterKillNine) {
+  TempDir dir;
+  std::string home = dir / "home", log = dir / "items.log", wf = dir / "wf.yaml";
+  std::string items;
+  for (int i = 0; i < 60; ++i) items += (i ? "," : "") + std::to_string(i);
+  write_file(wf, R"(
+name: batches
+tasks:
+  discover:
+    command: |
+      echo '{"items": [)" + items + R"(]}'
+  process:
+    foreach: discover.items
+    concurrency: 3
+    command: |
+      sleep 0.05; echo "end $ORK_PARALLEL_INDEX" >> )" + log + R"(
+  total:
+    depends_on: [process]
+    command: cat
+)");
+  std::string env = "exec env " + env_prefix(home) + " ORK_FANOUT_BATCH=8 ";
+  {
+    Process host(env + kHost + " serve --start " + wf, dir / "host1.log");
+    ASSERT_TRUE(eventually([&] { return count(read_file(log), "end 20") == 1; }, std::chrono::seconds(60)))
+        << read_file(dir / "host1.log");
+    ::kill(host.pid(), SIGKILL);
+    host.wait(std::chrono::seconds(10));
+  }
+  Process host2(env + kHost + " serve --exit-when-idle", dir / "host2.log");
+  ASSERT_EQ(host2.wait(std::chrono::seconds(90)), 0) << read_file(dir / "host2.log");
+  json run = only_run(home);
+  EXPECT_EQ(run["status"], "success");
+  std::string text = read_file(log);
+  for (int i = 0; i < 60; ++i) EXPECT_EQ(count(text, "end " + std::to_string(i)), 1) << i << "\n" << text;
+  int processes = 0;
+  for (const auto& t : run["tasks"])
+    if (t["task_name"] == "process") ++processes;
+  EXPECT_EQ(processes, 60);
+  for (const auto& t : run["tasks"])
+    if (t["task_name"] == "total") EXPECT_EQ(t["output"]["process"].size(), 60u);
+}
+
 }  // namespace
