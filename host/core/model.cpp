@@ -149,6 +149,7 @@ void to_json(json& j, const WorkflowDefinition& w) {
   j = json{
       {"name", w.name},
       {"schedule", opt_to_json(w.schedule)},
+      {"concurrency", w.concurrency ? json(*w.concurrency) : json(nullptr)},
       {"tasks", w.tasks},
       {"types", w.types},
       {"imports", w.imports},
@@ -161,6 +162,7 @@ void from_json(const json& j, WorkflowDefinition& w) {
   w = WorkflowDefinition{};
   w.name = j.at("name").get<std::string>();
   w.schedule = opt_from_json(j, "schedule");
+  if (auto c = j.find("concurrency"); c != j.end() && !c->is_null()) w.concurrency = c->get<int>();
   w.tasks = value_or<std::vector<TaskDefinition>>(j, "tasks", {});
   w.types = value_or<json>(j, "types", json::object());
   w.imports = value_or<json>(j, "imports", json::array());

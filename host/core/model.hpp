@@ -66,6 +66,7 @@ struct TaskDefinition {
 struct WorkflowDefinition {
   std::string name;
   std::optional<std::string> schedule;
+  std::optional<int> concurrency;     // attempts in flight at once in one run of this workflow
   std::vector<TaskDefinition> tasks;  // in file order
   json types = json::object();
   json imports = json::array();

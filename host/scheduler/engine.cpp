@@ -191,6 +191,7 @@ struct Engine::RunState {
   std::map<std::string, FanOut> fanouts;                  // sized fan-outs, by task name
   std::map<std::string, std::deque<TaskState*>> pending;  // per task name, in order; stale entries dropped lazily
   bool advancing = false, again = false;
+  int active = 0;  // attempts in flight in this run (workflow `concurrency:`)
   std::unique_ptr<asio::steady_timer> lease_timer;
   bool finishing = false;
   std::string id() const { return run["id"]; }
@@ -480,6 +481,7 @@ void Engine::track(RunState& r, TaskState& t, const std::string& old_status, con
   }
   int delta = int(is_active(status)) - int(is_active(old_status));
   active_total_ += delta;
+  r.active += delta;
   if (delta < 0 && dispatch_blocked_) {
     // A slot opened while some run waited on the host-wide limit: give every run a look, after this handler.
     dispatch_blocked_ = false;
@@ -695,7 +697,7 @@ bool Engine::advance_once(RunState& r) {
     }
     if (r.by_name[def.name].empty()) any_unexpanded = true;
   }
-  bool host_full = false;
+  bool start_no_more = false;
   int64_t now = now_ms();
   for (const auto& def : r.wf.tasks) {
     auto& q = r.pending[def.name];
@@ -717,7 +719,7 @@ bool Engine::advance_once(RunState& r) {
       q.clear();
       continue;
     }
-    if (!ready || host_full) continue;
+    if (!ready || start_no_more) continue;
     for (size_t i = 0; i < q.size(); ++i) {
       TaskState& t = *q[i];
       if (t.status() != "pending") continue;
@@ -726,9 +728,13 @@ bool Engine::advance_once(RunState& r) {
         continue;
       }
       if (def.concurrency && r.counts[def.name].active >= *def.concurrency) break;
+      if (r.wf.concurrency && r.active >= *r.wf.concurrency) {
+        start_no_more = true;  // nothing else in this run may start either
+        break;
+      }
       if (active_total_ >= cfg_.max_active_tasks) {
         dispatch_blocked_ = true;
-        host_full = true;
+        start_no_more = true;
         break;
       }
       dispatch(r, t);

@@ -46,7 +46,7 @@ WorkflowError::WorkflowError(std::vector<Diagnostic> d)
 
 namespace {
 
-const std::vector<std::string> kTopFields = {"name", "schedule", "import", "types", "tasks"};
+const std::vector<std::string> kTopFields = {"name", "schedule", "concurrency", "import", "types", "tasks"};
 const std::vector<std::string> kTaskFields = {
     "executor",  "worker",     "file",    "config_file", "command",     "function",       "image",   "input",
     "inputs",    "depends_on", "timeout", "retries",     "retry_delay", "parallel",       "foreach", "concurrency",
@@ -561,6 +561,7 @@ class Parser {
         wf.schedule = *s;
       }
     }
+    if (const Entry* e = get(es, "concurrency")) wf.concurrency = expect_int(*e, "concurrency", ctx_, 1);
     if (const Entry* e = get(es, "import")) parse_imports(*e, wf);
     if (const Entry* e = get(es, "types")) {
       if (expect_map(*e, "types", ctx_)) wf.types = to_json_value(e->value, "types", ctx_);

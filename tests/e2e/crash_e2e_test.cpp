@@ -195,4 +195,23 @@ tasks:
     if (t["task_name"] == "total") EXPECT_EQ(t["output"]["process"].size(), 60u);
 }
 
+TEST(CrashE2E, WorkerKilledWithSigkillIsRetried) {
+  TempDir dir;
+  std::string home = dir / "home", marker = dir / "first", wf = dir / "wf.yaml";
+  write_file(wf, R"(
+name: killed
+tasks:
+  t:
+    retries: 1
+    command: |
+      if [ ! -e )" + marker + R"( ]; then touch )" + marker + R"(; kill -KILL $PPID; exec sleep 5; fi
+      echo '{"ok": true}'
+)");
+  auto r = run("env " + env_prefix(home) + kHost + " run " + wf + " 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("worker exited without reporting a result"), std::string::npos) << r.output;
+  json state = only_run(home);
+  EXPECT_EQ(state["tasks"][0]["attempt"], 2);
+}
+
 }  // namespace

@@ -157,4 +157,23 @@ TEST(FanOutE2E, HostWideLimitCapsAttemptsInFlight) {
   EXPECT_EQ(r.tasks["a"].size() + r.tasks["b"].size(), 24u);
 }
 
+TEST(FanOutE2E, WorkflowConcurrencyCapsOneRun) {
+  TempDir dir;
+  std::string c = dir.str();
+  write_file(c + "/cur", "0\n");
+  write_file(c + "/max", "0\n");
+  std::string body = R"(
+    command: |
+      ( flock 9; n=$(($(cat )" + c + R"(/cur) + 1)); echo $n > )" + c + R"(/cur
+        [ $n -gt $(cat )" + c + R"(/max) ] && echo $n > )" + c + R"(/max ) 9>)" + c + R"(/lock
+      sleep 0.05
+      ( flock 9; echo $(($(cat )" + c + R"(/cur) - 1)) > )" + c + R"(/cur ) 9>)" + c + R"(/lock
+)";
+  auto r = run_workflow(dir, "name: capped\nconcurrency: 2\ntasks:\n  a:\n    parallel: 8" + body + "  b:\n    parallel: 8" + body);
+  ASSERT_EQ(r.result.exit_code, 0) << r.result.output;
+  int max = std::stoi(read_file(c + "/max"));
+  EXPECT_LE(max, 2);
+  EXPECT_EQ(max, 2);
+}
+
 }  // namespace
