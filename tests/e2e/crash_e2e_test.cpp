@@ -1,19 +1,16 @@
 // kill -9 of `ork-host serve` mid-run, then a restart that finishes the run with no task lost or run twice.
 #include <gtest/gtest.h>
 
-#include "loader/plugin_loader.hpp"
-#include "support/test_support.hpp"
+#include "e2e/e2e_support.hpp"
 
 using namespace ork::test;
 using ork::json;
 
 namespace {
 
-const std::string kHost = std::string(ORK_BINARY_DIR) + "/bin/ork-host";
-
 std::string env_prefix(const std::string& home) {
   return "ORK_HOME=" + home +
-         " ORK_HEARTBEAT_INTERVAL_MS=200 ORK_HEARTBEAT_TIMEOUT_MS=2000 ORK_LEASE_TTL_MS=1000 ORK_CANCEL_GRACE_MS=500 ";
+         " ORK_HEARTBEAT_INTERVAL_MS=200 ORK_HEARTBEAT_TIMEOUT_MS=5000 ORK_LEASE_TTL_MS=2000 ORK_CANCEL_GRACE_MS=500 ORK_START_TIMEOUT_MS=10000 ";
 }
 
 // Chain a -> b -> c -> d plus an independent x; each task logs "start T" / "end T" to `log`.
@@ -123,7 +120,7 @@ tasks:
       if [ ! -e )" + marker + R"( ]; then touch )" + marker + R"(; kill -STOP $PPID; exec sleep 30; fi
       echo '{"ok": true}'
 )");
-  auto r = run("env " + env_prefix(home) + " ORK_HEARTBEAT_TIMEOUT_MS=1500 " + kHost + " run " + wf + " 2>&1");
+  auto r = run("env " + env_prefix(home) + " ORK_HEARTBEAT_TIMEOUT_MS=3000 " + kHost + " run " + wf + " 2>&1");
   run("pkill -KILL -f '[e]xec sleep 30'; pkill -KILL -f '^sleep 30$'; true");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("heartbeat timeout"), std::string::npos) << r.output;
@@ -156,14 +153,12 @@ TEST(CrashE2E, SecondHostTakesOverWhenTheFirstIsKilled) {
 TEST(CrashE2E, FanOutStoredInBatchesContinuesAfterKillNine) {
   TempDir dir;
   std::string home = dir / "home", log = dir / "items.log", wf = dir / "wf.yaml";
-  std::string items;
-  for (int i = 0; i < 60; ++i) items += (i ? "," : "") + std::to_string(i);
   write_file(wf, R"(
 name: batches
 tasks:
   discover:
     command: |
-      echo '{"items": [)" + items + R"(]}'
+      echo '{"items": [)" + int_list(60) + R"(]}'
   process:
     foreach: discover.items
     concurrency: 3
@@ -191,8 +186,11 @@ tasks:
   for (const auto& t : run["tasks"])
     if (t["task_name"] == "process") ++processes;
   EXPECT_EQ(processes, 60);
-  for (const auto& t : run["tasks"])
-    if (t["task_name"] == "total") EXPECT_EQ(t["output"]["process"].size(), 60u);
+  for (const auto& t : run["tasks"]) {
+    if (t["task_name"] == "total") {
+      EXPECT_EQ(t["output"]["process"].size(), 60u);
+    }
+  }
 }
 
 TEST(CrashE2E, WorkerKilledWithSigkillIsRetried) {

@@ -1,15 +1,12 @@
 // Fan-out: parallel: N, parallel: task.field, foreach: task.field, concurrency limits, list outputs downstream.
 #include <gtest/gtest.h>
 
-#include "loader/plugin_loader.hpp"
-#include "support/test_support.hpp"
+#include "e2e/e2e_support.hpp"
 
 using namespace ork::test;
 using ork::json;
 
 namespace {
-
-const std::string kHost = std::string(ORK_BINARY_DIR) + "/bin/ork-host";
 
 struct Run {
   CmdResult result;
@@ -34,24 +31,17 @@ Run run_workflow(const TempDir& dir, const std::string& yaml, const std::string&
 TEST(FanOutE2E, ForeachOverAThousandItemsNeverExceedsItsConcurrency) {
   TempDir dir;
   std::string c = dir.str();
-  write_file(c + "/cur", "0\n");
-  write_file(c + "/max", "0\n");
-  std::string items;
-  for (int i = 0; i < 1000; ++i) items += (i ? "," : "") + std::to_string(i);
   auto r = run_workflow(dir, R"(
 name: wide
 tasks:
   discover:
     command: |
-      echo '{"items": [)" + items + R"(]}'
+      echo '{"items": [)" + int_list(1000) + R"(]}'
   process:
     foreach: discover.items
     concurrency: 4
     command: |
-      ( flock 9; n=$(($(cat )" + c + R"(/cur) + 1)); echo $n > )" + c + R"(/cur
-        [ $n -gt $(cat )" + c + R"(/max) ] && echo $n > )" + c + R"(/max ) 9>)" + c + R"(/lock
-      sleep 0.01
-      ( flock 9; echo $(($(cat )" + c + R"(/cur) - 1)) > )" + c + R"(/cur ) 9>)" + c + R"(/lock
+)" + concurrency_probe(c, "0.01") + R"(
       echo "{\"double\": $((ORK_PARALLEL_INDEX * 2)), \"count\": $ORK_PARALLEL_COUNT}"
   total:
     depends_on: [process]
@@ -59,10 +49,9 @@ tasks:
 )");
   ASSERT_EQ(r.result.exit_code, 0) << r.result.output.substr(0, 4000);
   ASSERT_EQ(r.tasks["process"].size(), 1000u);
-  int max = std::stoi(read_file(c + "/max"));
-  EXPECT_LE(max, 4);
-  EXPECT_GE(max, 2) << "instances never overlapped: concurrency had no effect";
-  EXPECT_EQ(std::stoi(read_file(c + "/cur")), 0);
+  EXPECT_LE(probe_max(c), 4);
+  EXPECT_GE(probe_max(c), 2) << "instances never overlapped: concurrency had no effect";
+  EXPECT_EQ(probe_now(c), 0);
   json total = r.tasks["total"][0]["output"]["process"];
   ASSERT_EQ(total.size(), 1000u);
   for (int i = 0; i < 1000; ++i) {
@@ -141,39 +130,21 @@ tasks:
 TEST(FanOutE2E, HostWideLimitCapsAttemptsInFlight) {
   TempDir dir;
   std::string c = dir.str();
-  write_file(c + "/cur", "0\n");
-  write_file(c + "/max", "0\n");
-  std::string body = R"(
-    command: |
-      ( flock 9; n=$(($(cat )" + c + R"(/cur) + 1)); echo $n > )" + c + R"(/cur
-        [ $n -gt $(cat )" + c + R"(/max) ] && echo $n > )" + c + R"(/max ) 9>)" + c + R"(/lock
-      sleep 0.05
-      ( flock 9; echo $(($(cat )" + c + R"(/cur) - 1)) > )" + c + R"(/cur ) 9>)" + c + R"(/lock
-)";
+  std::string body = "\n    command: |\n" + concurrency_probe(c, "0.05");
   auto r = run_workflow(dir, "name: capped\ntasks:\n  a:\n    parallel: 12" + body + "  b:\n    parallel: 12" + body,
                         "ORK_MAX_ACTIVE_TASKS=3");
   ASSERT_EQ(r.result.exit_code, 0) << r.result.output;
-  EXPECT_LE(std::stoi(read_file(c + "/max")), 3);
+  EXPECT_LE(probe_max(c), 3);
   EXPECT_EQ(r.tasks["a"].size() + r.tasks["b"].size(), 24u);
 }
 
 TEST(FanOutE2E, WorkflowConcurrencyCapsOneRun) {
   TempDir dir;
   std::string c = dir.str();
-  write_file(c + "/cur", "0\n");
-  write_file(c + "/max", "0\n");
-  std::string body = R"(
-    command: |
-      ( flock 9; n=$(($(cat )" + c + R"(/cur) + 1)); echo $n > )" + c + R"(/cur
-        [ $n -gt $(cat )" + c + R"(/max) ] && echo $n > )" + c + R"(/max ) 9>)" + c + R"(/lock
-      sleep 0.05
-      ( flock 9; echo $(($(cat )" + c + R"(/cur) - 1)) > )" + c + R"(/cur ) 9>)" + c + R"(/lock
-)";
+  std::string body = "\n    command: |\n" + concurrency_probe(c, "0.05");
   auto r = run_workflow(dir, "name: capped\nconcurrency: 2\ntasks:\n  a:\n    parallel: 8" + body + "  b:\n    parallel: 8" + body);
   ASSERT_EQ(r.result.exit_code, 0) << r.result.output;
-  int max = std::stoi(read_file(c + "/max"));
-  EXPECT_LE(max, 2);
-  EXPECT_EQ(max, 2);
+  EXPECT_EQ(probe_max(c), 2);
 }
 
 }  // namespace

@@ -1,15 +1,12 @@
 // `ork-host retry` (failed tasks, or one task and its downstream, reusing outputs) and `ork-host cancel`.
 #include <gtest/gtest.h>
 
-#include "loader/plugin_loader.hpp"
-#include "support/test_support.hpp"
+#include "e2e/e2e_support.hpp"
 
 using namespace ork::test;
 using ork::json;
 
 namespace {
-
-const std::string kHost = std::string(ORK_BINARY_DIR) + "/bin/ork-host";
 
 struct Env {
   TempDir dir;

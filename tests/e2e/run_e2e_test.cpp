@@ -1,15 +1,12 @@
 // End-to-end: `ork-host run` on real workflows with the embedded default plugins (SQLite, local objects, subprocess).
 #include <gtest/gtest.h>
 
-#include "loader/plugin_loader.hpp"
-#include "support/test_support.hpp"
+#include "e2e/e2e_support.hpp"
 
 using namespace ork::test;
 using ork::json;
 
 namespace {
-
-const std::string kHost = std::string(ORK_BINARY_DIR) + "/bin/ork-host";
 
 struct Env {
   TempDir dir;

@@ -2,15 +2,12 @@
 #include <gtest/gtest.h>
 
 #include "core/util.hpp"
-#include "loader/plugin_loader.hpp"
-#include "support/test_support.hpp"
+#include "e2e/e2e_support.hpp"
 
 using namespace ork::test;
 using ork::json;
 
 namespace {
-
-const std::string kHost = std::string(ORK_BINARY_DIR) + "/bin/ork-host";
 
 struct Env {
   TempDir dir;
