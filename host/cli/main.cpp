@@ -256,6 +256,7 @@ int cmd_serve(const Options& o, const std::vector<std::string>& start, const std
     h.eng->stop();
     h.io.stop();
   });
+  h.eng->follow_state_changes();
   h.eng->resume_all();
   for (const auto& f : deploy) std::cout << "deployed " << deploy_file(*h.eng, f) << std::endl;
   h.eng->start_schedules();

@@ -992,6 +992,10 @@ bool Engine::read_worker_status(RunState& r, TaskState& t) {
 void Engine::notify(const std::string& executor_name, const json& event) {
   asio::post(io_, [this, executor_name, event, alive = alive_] {
     if (!*alive) return;
+    if (event.value("type", "") == "state.changed") {
+      on_state_changed(event);
+      return;
+    }
     std::string eid = event.value("executor_id", "");
     auto it = by_executor_id_.find(eid);
     if (it == by_executor_id_.end()) return;
@@ -1006,6 +1010,22 @@ void Engine::notify(const std::string& executor_name, const json& event) {
       spdlog::error("handling {} event for task {}: {}", executor_name, t->row.value("task_name", ""), e.what());
     }
   });
+}
+
+// A state plugin that can push (PostgreSQL LISTEN/NOTIFY) tells us another host created or changed a run or a
+// schedule: a serving engine looks for runs to take over and re-arms its schedule timer, with no polling.
+void Engine::on_state_changed(const json& event) {
+  if (!follow_state_) return;
+  try {
+    std::string what = event.value("what", "");
+    if (what == "run" || what == "reconnected") {
+      std::string id = event.value("run_id", "");
+      if (id.empty() || !find_run(id)) resume_all();
+    }
+    if ((what == "schedule" || what == "reconnected") && schedules_on_) arm_schedules();
+  } catch (const std::exception& e) {
+    spdlog::warn("handling a state change event: {}", e.what());
+  }
 }
 
 void Engine::on_executor_state(RunState& r, TaskState& t, const std::string& state, const json& ev) {

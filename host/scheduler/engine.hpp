@@ -64,6 +64,8 @@ class Engine {
   void notify(const std::string& executor_name, const json& event);
   // Fires due schedules now, then keeps a deadline timer at the next fire (serve mode).
   void start_schedules();
+  // Serve mode: runs other processes create or change (state plugins that push change events) are taken over.
+  void follow_state_changes() { follow_state_ = true; }
   // One reconciliation pass and no waiting: fire due schedules, take over runs whose lease is free (re-reading the
   // status of their in-flight attempts), dispatch what is ready. Call stop() after it. Returns runs fired.
   int tick();
@@ -85,6 +87,7 @@ class Engine {
   void dispatch(RunState& r, TaskState& t);
   void check_task(RunState& r, TaskState& t);
   void arm(RunState& r, TaskState& t, int64_t at_ms);
+  void on_state_changed(const json& event);
   void on_executor_state(RunState& r, TaskState& t, const std::string& state, const json& ev);
   bool read_worker_status(RunState& r, TaskState& t);
   void complete_success(RunState& r, TaskState& t, const json& output);
@@ -122,6 +125,7 @@ class Engine {
   boost::asio::steady_timer takeover_timer_;
   boost::asio::steady_timer schedule_timer_;
   bool schedules_on_ = false;
+  bool follow_state_ = false;
   int64_t takeover_at_ = 0;
 };
 
