@@ -489,8 +489,14 @@ void Engine::track(RunState& r, TaskState& t, const std::string& old_status, con
       if (!*alive) return;
       std::vector<std::string> ids;
       for (auto& [id, run] : runs_) ids.push_back(id);
-      for (auto& id : ids)
-        if (RunState* rs = find_run(id)) advance(*rs);
+      for (auto& id : ids) {
+        try {
+          if (RunState* rs = find_run(id)) advance(*rs);
+        } catch (const std::exception& e) {
+          spdlog::error("run {}: {}", id, e.what());
+          reload_later(id);
+        }
+      }
     });
   }
 }
@@ -646,6 +652,7 @@ void Engine::drop_run(const std::string& run_id) {
 }
 
 void Engine::stop() {
+  reloading_.clear();
   schedule_timer_.cancel();
   schedules_on_ = false;
   takeover_timer_.cancel();
@@ -674,10 +681,15 @@ void Engine::advance(RunState& r) {
   }
   r.advancing = true;
   bool stop = false;
-  do {
-    r.again = false;
-    stop = advance_once(r);
-  } while (r.again && !stop);
+  try {
+    do {
+      r.again = false;
+      stop = advance_once(r);
+    } while (r.again && !stop);
+  } catch (...) {
+    r.advancing = false;  // the state store failed mid-way: the next event or deadline advances again
+    throw;
+  }
   r.advancing = false;
   if (stop) finish_run(r);
 }
@@ -889,7 +901,32 @@ void Engine::arm(RunState& r, TaskState& t, int64_t at_ms) {
         check_task(*rs, *ts);
     } catch (const std::exception& e) {
       spdlog::error("run {} task {}: {}", run_id, ts->row.value("task_name", ""), e.what());
-      if (find_run(run_id)) arm(*rs, *ts, now_ms() + 1000);
+      reload_later(run_id);
+    }
+  });
+}
+
+// After a failed state-store call the in-memory run may disagree with the store: drop it and adopt it again from
+// the store (as after a restart: in-flight attempts are re-attached through their status files), retrying until
+// the store answers.
+void Engine::reload_later(const std::string& run_id) {
+  if (!find_run(run_id)) return;
+  spdlog::warn("run {}: reloading it from the state store", run_id);
+  drop_run(run_id);
+  retake_later(run_id);
+}
+
+void Engine::retake_later(const std::string& run_id) {
+  reloading_.insert(run_id);
+  auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(cfg_.heartbeat_interval_ms));
+  timer->async_wait([this, run_id, timer, alive = alive_](const boost::system::error_code& ec) {
+    if (ec || !*alive) return;
+    try {
+      take(run_id);
+      reloading_.erase(run_id);
+    } catch (const std::exception& e) {
+      spdlog::warn("run {}: state store still failing ({}); trying again", run_id, e.what());
+      retake_later(run_id);
     }
   });
 }
@@ -1008,6 +1045,7 @@ void Engine::notify(const std::string& executor_name, const json& event) {
       on_executor_state(*r, *t, event.value("state", ""), event);
     } catch (const std::exception& e) {
       spdlog::error("handling {} event for task {}: {}", executor_name, t->row.value("task_name", ""), e.what());
+      reload_later(run_id);
     }
   });
 }
@@ -1040,6 +1078,12 @@ void Engine::on_executor_state(RunState& r, TaskState& t, const std::string& sta
   if (state != "succeeded" && state != "failed" && state != "cancelled") return;
   std::string run_id = r.id();
   if (t.row["executor_id"].is_string()) by_executor_id_.erase(t.row["executor_id"].get<std::string>());
+  finish_attempt(r, t, state, ev);
+}
+
+// The attempt's executor says it ended: record what its status file says, or why it has none.
+void Engine::finish_attempt(RunState& r, TaskState& t, const std::string& state, const json& ev) {
+  std::string run_id = r.id();
   if (read_worker_status(r, t)) return;
   if (!find_run(run_id) || !is_active(t.status())) return;
   if (state == "cancelled" || t.row.contains("_cancel_requested")) {
@@ -1067,15 +1111,14 @@ bool Engine::update_task(RunState& r, TaskState& t, json set) {
 }
 
 void Engine::complete_success(RunState& r, TaskState& t, const json& output) {
-  if (t.timer) t.timer->cancel();
   if (!update_task(r, t, {{"status", "success"}, {"output", output}, {"error", nullptr}, {"finished_at", now_str()}}))
     return;
+  if (t.timer) t.timer->cancel();
   emit_task(r, t);
   advance(r);
 }
 
 void Engine::fail_attempt(RunState& r, TaskState& t, const json& error, bool cancel_executor) {
-  if (t.timer) t.timer->cancel();
   if (cancel_executor && t.row["executor_id"].is_string()) {
     if (ExecutorProxy* ex = plugins_.executor(t.row.value("executor", std::string()))) {
       try {
@@ -1096,6 +1139,7 @@ void Engine::fail_attempt(RunState& r, TaskState& t, const json& error, bool can
                       {"not_before", format_time(now_ms() + delay)},
                       {"finished_at", now_str()}}))
       return;
+    if (t.timer) t.timer->cancel();
     spdlog::info("task {} attempt {} failed ({}); retrying in {} ms", t.row.value("task_name", ""), t.attempt(),
                  error.value("message", ""), delay);
     emit_task(r, t);
@@ -1105,9 +1149,11 @@ void Engine::fail_attempt(RunState& r, TaskState& t, const json& error, bool can
   advance(r);
 }
 
+// Timers are cancelled only once the state store has the change: if the store is down the attempt's deadline
+// timer stays armed and the change is made again when it fires.
 void Engine::set_task_terminal(RunState& r, TaskState& t, const std::string& status, const json& error) {
-  if (t.timer) t.timer->cancel();
   if (!update_task(r, t, {{"status", status}, {"error", error}, {"finished_at", now_str()}})) return;
+  if (t.timer) t.timer->cancel();
   emit_task(r, t);
 }
 

@@ -9,6 +9,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -75,7 +76,7 @@ class Engine {
   void on_event(std::function<void(const EngineEvent&)> fn) { listeners_.push_back(std::move(fn)); }
   size_t active_runs() const { return runs_.size(); }
   // True while some unfinished run is leased by another host and this one waits for the lease to expire.
-  bool awaiting_takeover() const { return takeover_at_ != 0; }
+  bool awaiting_takeover() const { return takeover_at_ != 0 || !reloading_.empty(); }
 
  private:
   struct TaskState;
@@ -88,6 +89,9 @@ class Engine {
   void check_task(RunState& r, TaskState& t);
   void arm(RunState& r, TaskState& t, int64_t at_ms);
   void on_state_changed(const json& event);
+  void reload_later(const std::string& run_id);
+  void retake_later(const std::string& run_id);
+  void finish_attempt(RunState& r, TaskState& t, const std::string& state, const json& ev);
   void on_executor_state(RunState& r, TaskState& t, const std::string& state, const json& ev);
   bool read_worker_status(RunState& r, TaskState& t);
   void complete_success(RunState& r, TaskState& t, const json& output);
@@ -126,6 +130,7 @@ class Engine {
   boost::asio::steady_timer schedule_timer_;
   bool schedules_on_ = false;
   bool follow_state_ = false;
+  std::set<std::string> reloading_;  // runs dropped after a state-store failure, to be adopted again
   int64_t takeover_at_ = 0;
 };
 

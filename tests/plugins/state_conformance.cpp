@@ -1,7 +1,8 @@
 // StateStore conformance suite (docs/plugin-abi.md): any state plugin, loaded through the host's loader exactly as
 // ork-host loads it. ORK_CONFORMANCE_LIBRARY (default ork-state-sqlite) and ORK_CONFORMANCE_CONFIG (JSON; every
-// "{tmpdir}" becomes a fresh directory per test) choose the backend, read at run time. Remote backends cannot be
-// reset between tests, so every test uses fresh UUIDs and names and never assumes an empty store.
+// "{tmpdir}" becomes a fresh directory per test, every "{file:PATH}" the contents of PATH) choose the backend, read
+// at run time. Remote backends cannot be reset between tests, so every test uses fresh UUIDs and names and never
+// assumes an empty store.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -12,6 +13,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
@@ -178,12 +180,28 @@ class StateConformance : public ::testing::TestWithParam<Backend> {
     return tmpl;
   }
 
-  // The backend's config with every {tmpdir} replaced by `dir` (JSON-escaped).
+  // The backend's config with every {tmpdir} replaced by `dir` and every {file:PATH} by the trimmed contents of
+  // PATH (e.g. a server's URL written at run time), both JSON-escaped.
   static json config_for(const std::string& dir) {
-    std::string text = GetParam().config, esc = json(dir).dump();
-    esc = esc.substr(1, esc.size() - 2);
+    auto escaped = [](const std::string& s) {
+      std::string e = json(s).dump();
+      return e.substr(1, e.size() - 2);
+    };
+    std::string text = GetParam().config, esc = escaped(dir);
     for (size_t p = text.find("{tmpdir}"); p != std::string::npos; p = text.find("{tmpdir}", p + esc.size()))
       text.replace(p, 8, esc);
+    for (size_t p = text.find("{file:"); p != std::string::npos; p = text.find("{file:", p)) {
+      size_t end = text.find('}', p);
+      if (end == std::string::npos) throw std::runtime_error("ORK_CONFORMANCE_CONFIG: unterminated {file:...}");
+      std::string path = text.substr(p + 6, end - p - 6), contents;
+      std::ifstream in(path);
+      if (!in) throw std::runtime_error("ORK_CONFORMANCE_CONFIG: cannot read " + path);
+      contents.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      size_t b = contents.find_first_not_of(" \t\r\n"), e = contents.find_last_not_of(" \t\r\n");
+      contents = escaped(b == std::string::npos ? "" : contents.substr(b, e - b + 1));
+      text.replace(p, end - p + 1, contents);
+      p += contents.size();
+    }
     return json::parse(text);
   }
 

@@ -1,0 +1,173 @@
+// Acquire+complete throughput of state plugins: one run of N tasks; H hosts (one plugin instance and one thread
+// each) walk the task ids from different offsets, try_acquire_task each, and on success update_task_run it to
+// success (CAS on status/attempt), as the engine does. Prints a markdown table of tasks/s.
+//   state_bench [--tasks N] [--hosts 1,4] [--pg URL | --pg @FILE] [--sqlite-dir DIR]
+// Without --pg (or ORK_BENCH_PG_URL) the postgres rows are skipped; the sqlite database goes to a temp dir.
+// Built as `state_bench` by tests/plugins/CMakeLists.txt; not a ctest test.
+#include <spdlog/spdlog.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/util.hpp"
+#include "loader/plugin_loader.hpp"
+
+namespace {
+
+using ork::json;
+using ork::StateProxy;
+using Clock = std::chrono::steady_clock;
+
+struct Row {
+  std::string backend;
+  int hosts = 0;
+  size_t tasks = 0;
+  double create_ms = 0, run_s = 0;
+  size_t completed = 0, lost = 0;
+};
+
+Row measure(const std::string& backend, const std::string& library, const json& config, int hosts, size_t n) {
+  std::vector<std::unique_ptr<StateProxy>> inst;
+  for (int h = 0; h < hosts; ++h) inst.push_back(ork::load_plugin<StateProxy>("state", library, config));
+  std::string run_id = ork::new_uuid();
+  json tasks = json::array();
+  std::vector<std::string> ids;
+  std::string now = ork::now_str();
+  for (size_t i = 0; i < n; ++i) {
+    ids.push_back(ork::new_uuid());
+    tasks.push_back({{"id", ids.back()},
+                     {"run_id", run_id},
+                     {"task_name", "t" + std::to_string(i)},
+                     {"status", "pending"},
+                     {"attempt", 0},
+                     {"max_retries", 0},
+                     {"executor", "local"},
+                     {"input", {{"i", i}}},
+                     {"created_at", now},
+                     {"seq", static_cast<int64_t>(i)}});
+  }
+  Row row{backend, hosts, n};
+  auto c0 = Clock::now();
+  inst[0]->create_run({{"run",
+                        {{"id", run_id},
+                         {"workflow_name", "bench"},
+                         {"status", "running"},
+                         {"input", json::object()},
+                         {"created_at", now}}},
+                       {"tasks", std::move(tasks)}});
+  row.create_ms = std::chrono::duration<double, std::milli>(Clock::now() - c0).count();
+
+  std::atomic<size_t> completed{0}, lost{0};
+  std::barrier start(hosts + 1);
+  std::vector<std::thread> threads;
+  for (int h = 0; h < hosts; ++h) {
+    threads.emplace_back([&, h] {
+      StateProxy& st = *inst[static_cast<size_t>(h)];
+      size_t offset = n * static_cast<size_t>(h) / static_cast<size_t>(hosts);
+      start.arrive_and_wait();
+      for (size_t k = 0; k < n; ++k) {
+        const std::string& id = ids[(offset + k) % n];
+        json r = st.try_acquire_task({{"run_id", run_id}, {"id", id}});
+        if (!r["acquired"].get<bool>()) {
+          ++lost;
+          continue;
+        }
+        json u = st.update_task_run(
+            {{"run_id", run_id},
+             {"id", id},
+             {"set", {{"status", "success"}, {"finished_at", ork::now_str()}, {"output", {{"ok", true}}}}},
+             {"expect", {{"status", "dispatched"}, {"attempt", 1}}}});
+        if (u["updated"].get<bool>()) ++completed;
+      }
+    });
+  }
+  start.arrive_and_wait();
+  auto t0 = Clock::now();
+  for (auto& t : threads) t.join();
+  row.run_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  row.completed = completed;
+  row.lost = lost;
+  json left = inst[0]->get_task_runs({{"run_id", run_id}, {"status", {"pending", "dispatched"}}})["tasks"];
+  if (!left.empty() || row.completed != n)
+    std::cerr << backend << ": " << left.size() << " tasks not completed, " << row.completed << " of " << n << "\n";
+  return row;
+}
+
+std::string arg_value(int& i, int argc, char** argv) {
+  if (i + 1 >= argc) {
+    std::cerr << "missing value for " << argv[i] << "\n";
+    std::exit(2);
+  }
+  return argv[++i];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  size_t n = 5000;
+  std::vector<int> host_counts{1, 4};
+  std::string pg = getenv("ORK_BENCH_PG_URL") ? getenv("ORK_BENCH_PG_URL") : "";
+  std::string sqlite_dir;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--tasks") {
+      n = std::stoul(arg_value(i, argc, argv));
+    } else if (a == "--pg") {
+      pg = arg_value(i, argc, argv);
+    } else if (a == "--sqlite-dir") {
+      sqlite_dir = arg_value(i, argc, argv);
+    } else if (a == "--hosts") {
+      host_counts.clear();
+      std::stringstream ss(arg_value(i, argc, argv));
+      for (std::string h; std::getline(ss, h, ',');) host_counts.push_back(std::stoi(h));
+    } else {
+      std::cerr << "usage: state_bench [--tasks N] [--hosts 1,4] [--pg URL|@FILE] [--sqlite-dir DIR]\n";
+      return 2;
+    }
+  }
+  if (!pg.empty() && pg[0] == '@') {
+    std::ifstream in(pg.substr(1));
+    std::getline(in, pg);
+  }
+  spdlog::set_level(spdlog::level::warn);
+  std::string tmp;
+  if (sqlite_dir.empty()) {
+    tmp = (std::filesystem::temp_directory_path() / "ork-state-bench-XXXXXX").string();
+    if (!mkdtemp(tmp.data())) return 1;
+    sqlite_dir = tmp;
+  }
+
+  std::vector<Row> rows;
+  try {
+    for (int hosts : host_counts) {
+      std::string db = sqlite_dir + "/bench-" + std::to_string(hosts) + ".db";
+      for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
+      rows.push_back(measure("sqlite", "ork-state-sqlite", {{"path", db}}, hosts, n));
+      if (!pg.empty())
+        rows.push_back(measure("postgres", "ork-state-postgres", {{"url", pg}, {"schema", "ork_bench"}}, hosts, n));
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "state_bench: " << e.what() << "\n";
+    return 1;
+  }
+  if (!tmp.empty()) std::filesystem::remove_all(tmp);
+
+  std::printf("| backend | hosts | tasks | create_run | acquire+complete | tasks/s | refused acquires |\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|\n");
+  for (const auto& r : rows)
+    std::printf("| %s | %d | %zu | %.0f ms | %.2f s | %.0f | %zu |\n", r.backend.c_str(), r.hosts, r.tasks, r.create_ms,
+                r.run_s, static_cast<double>(r.completed) / r.run_s, r.lost);
+  if (pg.empty()) std::printf("\n(postgres skipped: pass --pg URL or set ORK_BENCH_PG_URL)\n");
+  return 0;
+}
