@@ -14,6 +14,7 @@ test: build
 
 bench: build
 	bash bench/scheduler.sh $(BUILD)
+	bash bench/state.sh $(BUILD)
 
 deps:
 	bash scripts/install-deps
