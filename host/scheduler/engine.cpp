@@ -288,14 +288,19 @@ void Engine::arm_schedules() {
     return;
   }
   int64_t next = time_or(all[0], "next_run", clock_now());
-  schedule_timer_.expires_after(std::chrono::milliseconds(std::max<int64_t>(next - clock_now(), 0)));
+  wait_schedule_timer(std::max<int64_t>(next - clock_now(), 0));
+}
+
+void Engine::wait_schedule_timer(int64_t delay_ms) {
+  schedule_timer_.expires_after(std::chrono::milliseconds(delay_ms));
   schedule_timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
     if (ec || !*alive) return;
     try {
       fire_due_schedules();
       arm_schedules();
     } catch (const std::exception& e) {
-      spdlog::error("schedules: {}", e.what());
+      spdlog::error("schedules: {}; trying again", e.what());  // the state store is down: look again shortly
+      wait_schedule_timer(cfg_.heartbeat_interval_ms);
     }
   });
 }
@@ -381,14 +386,18 @@ void Engine::resume_all() {
     adopt(run, false);
   }
   takeover_at_ = next_expiry;
-  if (next_expiry == 0) return;
-  takeover_timer_.expires_after(std::chrono::milliseconds(std::max<int64_t>(next_expiry - now_ms() + 50, 50)));
+  if (next_expiry != 0) wait_takeover(std::max<int64_t>(next_expiry - now_ms() + 50, 50));
+}
+
+void Engine::wait_takeover(int64_t delay_ms) {
+  takeover_timer_.expires_after(std::chrono::milliseconds(delay_ms));
   takeover_timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
     if (ec || !*alive) return;
     try {
       resume_all();
     } catch (const std::exception& e) {
-      spdlog::error("taking over runs: {}", e.what());
+      spdlog::error("taking over runs: {}; trying again", e.what());
+      wait_takeover(cfg_.heartbeat_interval_ms);
     }
   });
 }
@@ -413,6 +422,17 @@ void Engine::adopt(json run, bool fresh) {
   r->lease_timer = std::make_unique<asio::steady_timer>(io_);
   RunState& rs = *r;
   runs_[id] = std::move(r);
+  try {
+    attach(rs, fresh);
+  } catch (...) {
+    drop_run(id);  // half adopted: whoever retries adopts it from scratch
+    throw;
+  }
+}
+
+// The second half of adopt(): start the run, renew its lease, re-attach in-flight attempts, advance it.
+void Engine::attach(RunState& rs, bool fresh) {
+  std::string id = rs.id();
   restore_fanouts(rs);
   for (auto& t : rs.tasks)
     if (!t->def && !is_terminal(t->status()))

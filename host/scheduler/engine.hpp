@@ -84,6 +84,8 @@ class Engine {
   struct FanOut;
 
   void adopt(json run, bool fresh);
+  void attach(RunState& rs, bool fresh);
+  void wait_takeover(int64_t delay_ms);
   void advance(RunState& r);
   void dispatch(RunState& r, TaskState& t);
   void check_task(RunState& r, TaskState& t);
@@ -103,6 +105,7 @@ class Engine {
   int64_t clock_now() const;
   int fire_due_schedules();
   void arm_schedules();
+  void wait_schedule_timer(int64_t delay_ms);
   void add_rows(RunState& r, const json& rows);
   void expand(RunState& r, const TaskDefinition& def);
   void add_batch(RunState& r, const TaskDefinition& def, FanOut& fo);
