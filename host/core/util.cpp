@@ -1,5 +1,7 @@
 #include "util.hpp"
 
+#include <ork/state_records.hpp>
+
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -14,17 +16,7 @@ int64_t now_ms() {
       .count();
 }
 
-std::string format_time(int64_t ms) {
-  int64_t secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
-  int rem = static_cast<int>(ms - secs * 1000);
-  std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, rem);
-  return buf;
-}
+std::string format_time(int64_t ms) { return records::format_time(ms); }
 
 int64_t parse_time(const std::string& s) {
   int Y, M, D, h, m, sec;

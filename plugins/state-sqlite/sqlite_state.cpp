@@ -10,6 +10,7 @@
 #include <initializer_list>
 #include <mutex>
 #include <ork/plugin.hpp>
+#include <ork/state_records.hpp>
 #include <random>
 #include <span>
 #include <string>
@@ -26,87 +27,7 @@
 namespace ork::sqlite {
 namespace {
 
-// ---- Timestamps: RFC 3339 UTC, fixed width, so they sort (and compare in SQL) as strings.
-
-std::string format_time(int64_t ms) {
-  int64_t secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000;
-  int millis = static_cast<int>(ms - secs * 1000);
-  std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
-  return buf;
-}
-
-bool is_timestamp(std::string_view s) {
-  constexpr std::string_view kShape = "dddd-dd-ddTdd:dd:dd.dddZ";
-  if (s.size() != kShape.size()) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (kShape[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != kShape[i]) return false;
-  }
-  return true;
-}
-
-// ---- Record layout: one Field per column, in SELECT order.
-
-enum class Kind { Text, Time, Int, Json, Bool };
-
-struct Field {
-  std::string_view name;
-  Kind kind;
-  bool nullable;
-};
-
-struct Table {
-  std::string_view name;
-  std::span<const Field> fields;
-  std::span<const std::string_view> statuses;  // allowed values of `status`; empty when the table has none
-};
-
-constexpr Field kWorkflowFields[] = {{"id", Kind::Text, false},         {"name", Kind::Text, false},
-                                     {"definition", Kind::Json, false}, {"schedule", Kind::Text, true},
-                                     {"version", Kind::Text, true},     {"created_at", Kind::Time, false},
-                                     {"updated_at", Kind::Time, false}};
-
-constexpr Field kRunFields[] = {{"id", Kind::Text, false},
-                                {"workflow_id", Kind::Text, true},
-                                {"workflow_name", Kind::Text, false},
-                                {"workflow_version", Kind::Text, true},
-                                {"status", Kind::Text, false},
-                                {"triggered_by", Kind::Text, true},
-                                {"input", Kind::Json, true},
-                                {"owner", Kind::Text, true},
-                                {"lease_expires", Kind::Time, true},
-                                {"error", Kind::Json, true},
-                                {"started_at", Kind::Time, true},
-                                {"finished_at", Kind::Time, true},
-                                {"created_at", Kind::Time, false}};
-
-constexpr Field kTaskFields[] = {{"id", Kind::Text, false},           {"run_id", Kind::Text, false},
-                                 {"task_name", Kind::Text, false},    {"status", Kind::Text, false},
-                                 {"attempt", Kind::Int, false},       {"max_retries", Kind::Int, false},
-                                 {"parallel_index", Kind::Int, true}, {"parallel_count", Kind::Int, true},
-                                 {"executor", Kind::Text, true},      {"executor_id", Kind::Text, true},
-                                 {"input", Kind::Json, true},         {"output", Kind::Json, true},
-                                 {"error", Kind::Json, true},         {"not_before", Kind::Time, true},
-                                 {"heartbeat_at", Kind::Time, true},  {"dispatched_at", Kind::Time, true},
-                                 {"started_at", Kind::Time, true},    {"finished_at", Kind::Time, true},
-                                 {"created_at", Kind::Time, false},   {"seq", Kind::Int, false}};
-
-constexpr Field kScheduleFields[] = {{"id", Kind::Text, false},        {"workflow_name", Kind::Text, false},
-                                     {"cron_expr", Kind::Text, false}, {"next_run", Kind::Time, false},
-                                     {"enabled", Kind::Bool, false},   {"created_at", Kind::Time, false}};
-
-constexpr std::string_view kRunStatuses[] = {"pending", "running", "success", "failed", "cancelled"};
-constexpr std::string_view kTaskStatuses[] = {"pending", "dispatched", "running",  "success",
-                                              "failed",  "skipped",    "cancelled"};
-
-constexpr Table kWorkflows{"workflows", kWorkflowFields, {}};
-constexpr Table kRuns{"runs", kRunFields, kRunStatuses};
-constexpr Table kTasks{"task_runs", kTaskFields, kTaskStatuses};
-constexpr Table kSchedules{"schedules", kScheduleFields, {}};
+using namespace ork::records;  // record layouts and timestamps shared with every state plugin
 
 // ---- Schema migrations, applied in order; schema_version records each one. Never edit a released entry.
 

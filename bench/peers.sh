@@ -1,0 +1,342 @@
+#!/usr/bin/env bash
+# Ork against its peers (issue: benchmark harness) on trivial `true` tasks:
+#   W1 fan-out of 1,000 independent tasks, 2 at a time (tasks/s)
+#   W2 chain of 200 tasks (ms per hop)
+#   W3 diamond 1 -> 500 -> 1, 2 at a time (total s)
+# Peers from Debian (installed with apt when missing): GNU make -j2, ninja -j2, snakemake --cores 2, doit -n 2.
+# The floor is posix_spawn of /bin/true (bench/spawn_floor.cpp), sequential and 2 in flight.
+# Every figure is a median of BENCH_RUNS runs measured in this invocation, wall time with `date +%s.%N` around the
+# command (tool start-up included). Prints one markdown table and writes bench/results/<date>.md and .json.
+# Usage: bench/peers.sh [build-dir]   env: BENCH_RUNS (3), BENCH_TIMEOUT (300 s per run), BENCH_NO_INSTALL=1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+build="${1:-build}"
+case "$build" in /*) ;; *) build="$root/$build" ;; esac
+host="$build/bin/ork-host"
+runs="${BENCH_RUNS:-3}"
+limit="${BENCH_TIMEOUT:-300}"
+export ORK_PLUGIN_PATH="$build/lib"
+[ -x "$host" ] || { echo "bench: $host not found (make build)" >&2; exit 2; }
+for t in bc timeout setsid g++ jq; do
+  command -v "$t" > /dev/null || { echo "bench: needs $t" >&2; exit 2; }
+done
+
+N1=1000 N2=200 N3=500
+notes=()
+work=$(mktemp -d /tmp/ork-bench-peers.XXXXXX)
+current_sid=""
+
+# Kills every process of the session started for one run (ork-worker children live in their own process groups,
+# but stay in the session), by pid.
+sweep() {
+  local sid=$1 pids
+  [ -n "$sid" ] || return 0
+  pids=$(ps -eo pid=,sid= | awk -v s="$sid" '$2 == s {print $1}')
+  [ -z "$pids" ] || kill -KILL $pids 2> /dev/null || true
+}
+cleanup() {
+  sweep "$current_sid"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- peers ---------------------------------------------------------------------------------------------------
+want=()
+command -v make > /dev/null || want+=(make)
+command -v ninja > /dev/null || want+=(ninja-build)
+command -v snakemake > /dev/null || want+=(snakemake)
+[ -x /usr/bin/doit ] || want+=(python3-doit)
+if [ ${#want[@]} -gt 0 ] && [ -z "${BENCH_NO_INSTALL:-}" ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || { command -v sudo > /dev/null && sudo="sudo -n"; }
+  if [ "$(id -u)" -eq 0 ] || [ -n "$sudo" ]; then
+    echo "bench: installing ${want[*]} (apt)" >&2
+    $sudo apt-get update -qq > /dev/null 2>&1 || true
+    for p in "${want[@]}"; do   # one at a time, so one unavailable package does not block the others
+      DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$p" > /dev/null 2>&1 \
+        || notes+=("apt could not install $p")
+    done
+  else
+    notes+=("not root and no sudo: could not install ${want[*]}")
+  fi
+fi
+
+deb_version() { dpkg-query -W -f '${Version}' "$1" 2> /dev/null || echo "?"; }
+tools=(ork)
+ork_version="ork $(git -C "$root" describe --always --dirty 2> /dev/null || echo '?')"
+declare -A version=([ork]="$ork_version")
+if command -v make > /dev/null; then tools+=(make); version[make]="GNU make $(make --version | awk 'NR == 1 {print $3}') -j2"; fi
+if command -v ninja > /dev/null; then tools+=(ninja); version[ninja]="ninja $(ninja --version) -j2"; fi
+if command -v snakemake > /dev/null; then tools+=(snakemake); version[snakemake]="snakemake $(snakemake --version 2> /dev/null || deb_version snakemake) --cores 2"; fi
+if [ -x /usr/bin/doit ]; then tools+=(doit); version[doit]="doit $(deb_version python3-doit | sed 's/-.*//') -n 2"; fi
+for t in make ninja snakemake doit; do
+  [ -n "${version[$t]:-}" ] || notes+=("$t: not installed, skipped")
+done
+
+# --- workload generators: gen_<tool> <workload> <dir> ----------------------------------------------------------
+gen_ork() {
+  local w=$1 d=$2 i
+  {
+    echo "name: $w"
+    echo "tasks:"
+    case $w in
+      W1) printf '  t:\n    parallel: %d\n    command: "true"\n' $N1 ;;
+      W2)
+        for ((i = 0; i < N2; i++)); do
+          printf '  c%d:\n    command: "true"\n' $i
+          [ $i -eq 0 ] || printf '    depends_on: [c%d]\n' $((i - 1))
+        done
+        ;;
+      W3)
+        printf '  root:\n    command: "true"\n'
+        printf '  mid:\n    parallel: %d\n    command: "true"\n    depends_on: [root]\n' $N3
+        printf '  join:\n    command: "true"\n    depends_on: [mid]\n'
+        ;;
+    esac
+  } > "$d/wf.yaml"
+}
+gen_make() {
+  local w=$1 d=$2 i
+  {
+    case $w in
+      W1)
+        printf 'T := $(addprefix t,$(shell seq 0 %d))\n' $((N1 - 1))
+        printf '.PHONY: all $(T)\nall: $(T)\n$(T):\n\t@true\n'
+        ;;
+      W2)
+        printf '.PHONY: all'; for ((i = 0; i < N2; i++)); do printf ' c%d' $i; done; printf '\n'
+        printf 'all: c%d\nc0:\n\t@true\n' $((N2 - 1))
+        for ((i = 1; i < N2; i++)); do printf 'c%d: c%d\n\t@true\n' $i $((i - 1)); done
+        ;;
+      W3)
+        printf 'M := $(addprefix m,$(shell seq 0 %d))\n' $((N3 - 1))
+        printf '.PHONY: all root join $(M)\nall: join\nroot:\n\t@true\n$(M): root\n\t@true\njoin: $(M)\n\t@true\n'
+        ;;
+    esac
+  } > "$d/Makefile"
+}
+gen_ninja() {
+  local w=$1 d=$2 i
+  {
+    printf 'rule t\n  command = true\n'
+    case $w in
+      W1) for ((i = 0; i < N1; i++)); do printf 'build t%d: t\n' $i; done ;;
+      W2)
+        printf 'build c0: t\n'
+        for ((i = 1; i < N2; i++)); do printf 'build c%d: t c%d\n' $i $((i - 1)); done
+        ;;
+      W3)
+        printf 'build root: t\n'
+        for ((i = 0; i < N3; i++)); do printf 'build m%d: t root\n' $i; done
+        printf 'build join: t'; for ((i = 0; i < N3; i++)); do printf ' m%d' $i; done; printf '\n'
+        ;;
+    esac
+  } > "$d/build.ninja"
+}
+gen_snakemake() {  # snakemake needs each job to create its output file: the body is `true; touch {output}`
+  local w=$1 d=$2
+  case $w in
+    W1) cat > "$d/Snakefile" <<EOF
+wildcard_constraints: i="\d+"
+rule all:
+    input: expand("t/{i}", i=range($N1))
+rule t:
+    output: "t/{i}"
+    shell: "true; touch {output}"
+EOF
+      ;;
+    W2) cat > "$d/Snakefile" <<EOF
+wildcard_constraints: i="\d+"
+rule all:
+    input: "c/$((N2 - 1))"
+def prev(w):
+    i = int(w.i)
+    return [] if i == 0 else ["c/%d" % (i - 1)]
+rule c:
+    input: prev
+    output: "c/{i}"
+    shell: "true; touch {output}"
+EOF
+      ;;
+    W3) cat > "$d/Snakefile" <<EOF
+wildcard_constraints: i="\d+"
+rule all:
+    input: "join"
+rule root:
+    output: "root"
+    shell: "true; touch {output}"
+rule mid:
+    input: "root"
+    output: "m/{i}"
+    shell: "true; touch {output}"
+rule join:
+    input: expand("m/{i}", i=range($N3))
+    output: "join"
+    shell: "true; touch {output}"
+EOF
+      ;;
+  esac
+}
+gen_doit() {
+  local w=$1 d=$2
+  {
+    echo "DOIT_CONFIG = {'verbosity': 0}"
+    case $w in
+      W1) cat <<EOF
+def task_t():
+    for i in range($N1):
+        yield {'name': str(i), 'actions': ['true']}
+EOF
+        ;;
+      W2) cat <<EOF
+def task_c():
+    for i in range($N2):
+        yield {'name': str(i), 'actions': ['true'], 'task_dep': ['c:%d' % (i - 1)] if i else []}
+EOF
+        ;;
+      W3) cat <<EOF
+def task_root():
+    return {'actions': ['true']}
+def task_mid():
+    for i in range($N3):
+        yield {'name': str(i), 'actions': ['true'], 'task_dep': ['root']}
+def task_join():
+    return {'actions': ['true'], 'task_dep': ['mid']}
+EOF
+        ;;
+    esac
+  } > "$d/dodo.py"
+}
+cmd_for() {  # the command line run in the workload dir
+  case $1 in
+    ork) echo "env ORK_HOME=home ORK_MAX_ACTIVE_TASKS=2 $host run wf.yaml" ;;
+    make) echo "make -j2 -s" ;;
+    ninja) echo "ninja -j2" ;;
+    snakemake) echo "snakemake --cores 2 --quiet --nolock" ;;
+    doit) echo "/usr/bin/doit -n 2" ;;
+  esac
+}
+
+# Runs one command in its own session under a timeout, from a fresh copy of the workload; prints seconds.
+time_once() {
+  local tool=$1 w=$2 d="$work/run" start end rc=0
+  rm -rf "$d"; mkdir -p "$d"
+  "gen_$tool" "$w" "$d"
+  start=$(date +%s.%N)
+  # shellcheck disable=SC2046
+  (cd "$d" && exec setsid timeout -k 5 "$limit" $(cmd_for "$tool")) > "$d/log" 2>&1 < /dev/null &
+  current_sid=$!
+  wait "$current_sid" || rc=$?
+  end=$(date +%s.%N)
+  sweep "$current_sid"; current_sid=""
+  if [ $rc -ne 0 ]; then
+    echo "bench: $tool $w failed (exit $rc$([ $rc -eq 124 ] && echo ", timeout ${limit}s"))" >&2
+    tail -5 "$d/log" >&2
+    rm -rf "$d"
+    return 1
+  fi
+  rm -rf "$d"
+  echo "$end - $start" | bc -l
+}
+median() { sort -g | awk '{a[NR] = $1} END {if (NR) print a[int((NR + 1) / 2)]}'; }
+
+# --- measure ---------------------------------------------------------------------------------------------------
+declare -A secs   # secs[tool,W] = median seconds (empty = failed)
+for w in W1 W2 W3; do
+  for tool in "${tools[@]}"; do
+    samples=()
+    for ((r = 0; r < runs; r++)); do
+      s=$(time_once "$tool" "$w") || { samples=(); break; }
+      samples+=("$s")
+    done
+    if [ ${#samples[@]} -gt 0 ]; then
+      secs[$tool,$w]=$(printf '%s\n' "${samples[@]}" | median)
+    else
+      secs[$tool,$w]=""
+      notes+=("$tool $w: failed or timed out (see stderr)")
+    fi
+    echo "bench: $w ${tool}: ${secs[$tool,$w]:-failed} s" >&2
+  done
+done
+
+g++ -O2 -std=c++20 -o "$work/spawn_floor" bench/spawn_floor.cpp
+floor_seq=() floor_par=()
+for ((r = 0; r < runs; r++)); do
+  out=$(timeout -k 5 "$limit" "$work/spawn_floor" $N1)
+  floor_seq+=("$(awk '$1 == "sequential" {print $2}' <<< "$out")")
+  floor_par+=("$(awk '$1 == "parallel2" {print $2}' <<< "$out")")
+done
+fseq=$(printf '%s\n' "${floor_seq[@]}" | median)
+fpar=$(printf '%s\n' "${floor_par[@]}" | median)
+
+# --- table -----------------------------------------------------------------------------------------------------
+fmt() { printf "%.${2}f" "$1"; }
+value_of() {  # tool W -> value in the workload's unit
+  local s=${secs[$1,$2]}
+  [ -n "$s" ] || return 0
+  case $2 in
+    W1) fmt "$(echo "$N1 / $s" | bc -l)" 1 ;;
+    W2) fmt "$(echo "$s * 1000 / $N2" | bc -l)" 2 ;;
+    W3) fmt "$s" 2 ;;
+  esac
+}
+unit_of() { case $1 in W1) echo "tasks/s" ;; W2) echo "ms/hop" ;; W3) echo "s" ;; esac; }
+speed_vs_ork() {  # >1 = faster than Ork; W1 is a rate, W2/W3 are times
+  local v=$1 o=$2 w=$3
+  [ -n "$v" ] && [ -n "$o" ] || { echo "-"; return; }
+  if [ "$w" = W1 ]; then fmt "$(echo "$v / $o" | bc -l)" 2; else fmt "$(echo "$o / $v" | bc -l)" 2; fi
+}
+verdict() { if [ "$(echo "$1" | bc -l)" -eq 1 ]; then echo PASS; else echo FAIL; fi; }
+label() { case $1 in W1) echo "W1 fan-out $N1, 2 at a time" ;; W2) echo "W2 chain of $N2" ;; W3) echo "W3 diamond 1 -> $N3 -> 1" ;; esac; }
+
+rows=()  # workload|tool|median|unit|speed|target
+for w in W1 W2 W3; do
+  ork_v=$(value_of ork $w)
+  for tool in "${tools[@]}"; do
+    v=$(value_of "$tool" $w)
+    target="-"
+    if [ "$tool" = ork ]; then
+      case $w in
+        W1) target=">= 400 tasks/s: $([ -n "$v" ] && verdict "$v >= 400" || echo FAIL)" ;;
+        W2) target="<= 2.0 ms/hop: $([ -n "$v" ] && verdict "$v <= 2.0" || echo FAIL)" ;;
+        W3) target="report" ;;
+      esac
+    fi
+    rows+=("$(label $w)|${version[$tool]}|${v:-failed}|$(unit_of $w)|$(speed_vs_ork "$v" "$ork_v" $w)|$target")
+  done
+  [ $w = W1 ] || continue
+  rows+=("$(label W1)|celery + redis|skipped|tasks/s|-|not measured (not run by this harness yet)")
+done
+ork_w1=$(value_of ork W1)
+rows+=("floor: posix_spawn /bin/true x $N1, sequential|spawn_floor.cpp (g++ -O2)|$(fmt "$fseq" 1)|tasks/s|$(speed_vs_ork "$fseq" "$ork_w1" W1)|-")
+rows+=("floor: posix_spawn /bin/true x $N1, 2 in flight|spawn_floor.cpp (g++ -O2)|$(fmt "$fpar" 1)|tasks/s|$(speed_vs_ork "$fpar" "$ork_w1" W1)|-")
+
+date_s=$(date +%F)
+cpus=$(nproc)
+mkdir -p bench/results
+md="bench/results/$date_s.md"
+{
+  echo "| workload | tool (version) | median of $runs | unit | speed vs Ork (>1 = faster) | Ork target |"
+  echo "|---|---|---|---|---|---|"
+  for r in "${rows[@]}"; do echo "| ${r//|/ | } |"; done
+  echo
+  echo "$(date -Is), $cpus CPUs, $(uname -sr). Task body \`true\` everywhere (make execs it without a shell;"
+  echo "snakemake runs \`true; touch {output}\` because its jobs must create their output). Times include tool start-up."
+  for n in "${notes[@]}"; do echo "- $n"; done
+} > "$md"
+cat "$md"
+
+json_rows=()
+for r in "${rows[@]}"; do
+  IFS='|' read -r c1 c2 c3 c4 c5 c6 <<< "$r"
+  json_rows+=("$(jq -cn --arg workload "$c1" --arg tool "$c2" --arg median "$c3" --arg unit "$c4" --arg speed "$c5" \
+    --arg target "$c6" '{workload: $workload, tool: $tool, median: ($median | tonumber? // $median), unit: $unit,
+      speed_vs_ork: ($speed | tonumber? // null), target: $target}')")
+done
+printf '%s\n' "${json_rows[@]}" | jq -s --arg date "$(date -Is)" --argjson runs "$runs" --argjson cpus "$cpus" \
+  --arg notes "$(printf '%s\n' "${notes[@]}")" \
+  '{date: $date, runs: $runs, cpus: $cpus, notes: ($notes | split("\n") | map(select(. != ""))), rows: .}' \
+  > "bench/results/$date_s.json"
+echo "bench: wrote $md and bench/results/$date_s.json" >&2
