@@ -2,6 +2,8 @@
 // docs/plugin-abi.md defines them) and its fixed-width timestamp format. Header-only; not part of the C ABI.
 #pragma once
 
+#include <ork/plugin.hpp>
+
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
@@ -92,5 +94,35 @@ constexpr Table kWorkflows{"workflows", kWorkflowFields, {}};
 constexpr Table kRuns{"runs", kRunFields, kRunStatuses};
 constexpr Table kTasks{"task_runs", kTaskFields, kTaskStatuses};
 constexpr Table kSchedules{"schedules", kScheduleFields, {}};
+
+// Argument checks for the operations (ORK_ERR_INVALID naming the field).
+
+inline void require_object(const json& a, const char* op) {
+  if (!a.is_object()) throw_invalid(std::string(op) + ": arguments must be a JSON object");
+}
+
+inline std::string req_string(const json& a, const char* key) {
+  auto it = a.find(key);
+  if (it == a.end() || !it->is_string() || it->get_ref<const std::string&>().empty())
+    throw_invalid(std::string("'") + key + "' is required and must be a non-empty string");
+  return it->get<std::string>();
+}
+
+inline int64_t opt_int(const json& a, const char* key, int64_t dflt, int64_t min) {
+  auto it = a.find(key);
+  if (it == a.end() || it->is_null()) return dflt;
+  if (!it->is_number_integer() || (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)))
+    throw_invalid(std::string("'") + key + "' must be an integer");
+  int64_t v = it->get<int64_t>();
+  if (v < min) throw_invalid(std::string("'") + key + "' must be >= " + std::to_string(min));
+  return v;
+}
+
+inline std::string req_time(const json& a, const char* key) {
+  auto it = a.find(key);
+  if (it == a.end() || !it->is_string() || !is_timestamp(it->get_ref<const std::string&>()))
+    throw_invalid(std::string("'") + key + "' must be an RFC 3339 UTC timestamp like 2026-01-01T00:00:00.000Z");
+  return it->get<std::string>();
+}
 
 }  // namespace ork::records
