@@ -15,6 +15,7 @@ test: build
 bench: build
 	bash bench/scheduler.sh $(BUILD)
 	bash bench/state.sh $(BUILD)
+	bash bench/peers.sh $(BUILD)
 
 deps:
 	bash scripts/install-deps

@@ -238,12 +238,12 @@ time_once() {
     return 1
   fi
   rm -rf "$d"
-  echo "$end - $start" | bc -l
+  printf '%.6f\n' "$(echo "$end - $start" | bc -l)"
 }
 median() { sort -g | awk '{a[NR] = $1} END {if (NR) print a[int((NR + 1) / 2)]}'; }
 
 # --- measure ---------------------------------------------------------------------------------------------------
-declare -A secs   # secs[tool,W] = median seconds (empty = failed)
+declare -A secs samples_of   # secs[tool,W] = median seconds (empty = failed); samples_of[tool,W] = all runs
 for w in W1 W2 W3; do
   for tool in "${tools[@]}"; do
     samples=()
@@ -253,6 +253,7 @@ for w in W1 W2 W3; do
     done
     if [ ${#samples[@]} -gt 0 ]; then
       secs[$tool,$w]=$(printf '%s\n' "${samples[@]}" | median)
+      samples_of[$tool,$w]="${samples[*]}"
     else
       secs[$tool,$w]=""
       notes+=("$tool $w: failed or timed out (see stderr)")
@@ -291,7 +292,7 @@ speed_vs_ork() {  # >1 = faster than Ork; W1 is a rate, W2/W3 are times
 verdict() { if [ "$(echo "$1" | bc -l)" -eq 1 ]; then echo PASS; else echo FAIL; fi; }
 label() { case $1 in W1) echo "W1 fan-out $N1, 2 at a time" ;; W2) echo "W2 chain of $N2" ;; W3) echo "W3 diamond 1 -> $N3 -> 1" ;; esac; }
 
-rows=()  # workload|tool|median|unit|speed|target
+rows=()  # workload|tool|median|unit|speed|target|seconds of every run (JSON only)
 for w in W1 W2 W3; do
   ork_v=$(value_of ork $w)
   for tool in "${tools[@]}"; do
@@ -304,14 +305,14 @@ for w in W1 W2 W3; do
         W3) target="report" ;;
       esac
     fi
-    rows+=("$(label $w)|${version[$tool]}|${v:-failed}|$(unit_of $w)|$(speed_vs_ork "$v" "$ork_v" $w)|$target")
+    rows+=("$(label $w)|${version[$tool]}|${v:-failed}|$(unit_of $w)|$(speed_vs_ork "$v" "$ork_v" $w)|$target|${samples_of[$tool,$w]:-}")
   done
   [ $w = W1 ] || continue
-  rows+=("$(label W1)|celery + redis|skipped|tasks/s|-|not measured (not run by this harness yet)")
+  rows+=("$(label W1)|Celery + Redis broker|skipped|tasks/s|-|not measured: left out of this harness for time; W2/W3 too|")
 done
 ork_w1=$(value_of ork W1)
-rows+=("floor: posix_spawn /bin/true x $N1, sequential|spawn_floor.cpp (g++ -O2)|$(fmt "$fseq" 1)|tasks/s|$(speed_vs_ork "$fseq" "$ork_w1" W1)|-")
-rows+=("floor: posix_spawn /bin/true x $N1, 2 in flight|spawn_floor.cpp (g++ -O2)|$(fmt "$fpar" 1)|tasks/s|$(speed_vs_ork "$fpar" "$ork_w1" W1)|-")
+rows+=("floor: posix_spawn /bin/true x $N1, sequential|spawn_floor.cpp (g++ -O2)|$(fmt "$fseq" 1)|tasks/s|$(speed_vs_ork "$fseq" "$ork_w1" W1)|-|")
+rows+=("floor: posix_spawn /bin/true x $N1, 2 in flight|spawn_floor.cpp (g++ -O2)|$(fmt "$fpar" 1)|tasks/s|$(speed_vs_ork "$fpar" "$ork_w1" W1)|-|")
 
 date_s=$(date +%F)
 cpus=$(nproc)
@@ -320,7 +321,7 @@ md="bench/results/$date_s.md"
 {
   echo "| workload | tool (version) | median of $runs | unit | speed vs Ork (>1 = faster) | Ork target |"
   echo "|---|---|---|---|---|---|"
-  for r in "${rows[@]}"; do echo "| ${r//|/ | } |"; done
+  for r in "${rows[@]}"; do r=${r%|*}; echo "| ${r//|/ | } |"; done
   echo
   echo "$(date -Is), $cpus CPUs, $(uname -sr). Task body \`true\` everywhere (make execs it without a shell;"
   echo "snakemake runs \`true; touch {output}\` because its jobs must create their output). Times include tool start-up."
@@ -330,10 +331,11 @@ cat "$md"
 
 json_rows=()
 for r in "${rows[@]}"; do
-  IFS='|' read -r c1 c2 c3 c4 c5 c6 <<< "$r"
+  IFS='|' read -r c1 c2 c3 c4 c5 c6 c7 <<< "$r"
   json_rows+=("$(jq -cn --arg workload "$c1" --arg tool "$c2" --arg median "$c3" --arg unit "$c4" --arg speed "$c5" \
-    --arg target "$c6" '{workload: $workload, tool: $tool, median: ($median | tonumber? // $median), unit: $unit,
-      speed_vs_ork: ($speed | tonumber? // null), target: $target}')")
+    --arg target "$c6" --arg runs "$c7" '{workload: $workload, tool: $tool, median: ($median | tonumber? // $median),
+      unit: $unit, speed_vs_ork: ($speed | tonumber? // null), target: $target,
+      run_seconds: ($runs | split(" ") | map(select(. != "") | tonumber))}')")
 done
 printf '%s\n' "${json_rows[@]}" | jq -s --arg date "$(date -Is)" --argjson runs "$runs" --argjson cpus "$cpus" \
   --arg notes "$(printf '%s\n' "${notes[@]}")" \
