@@ -1,5 +1,6 @@
 #include "worker.hpp"
 
+#include <algorithm>
 #include <iostream>
 
 #include "core/util.hpp"
@@ -33,12 +34,12 @@ void with_retries(F&& f) {
 
 }  // namespace
 
-Heartbeat::Heartbeat(std::chrono::milliseconds every, std::function<void()> beat)
-    : thread_([this, every, beat = std::move(beat)](std::stop_token stop) {
+Heartbeat::Heartbeat(std::chrono::milliseconds first, std::chrono::milliseconds every, std::function<void()> beat)
+    : thread_([this, first, every, beat = std::move(beat)](std::stop_token stop) {
         std::mutex mu;
         std::unique_lock lock(mu);
-        for (;;) {
-          cv_.wait_for(lock, stop, every, [] { return false; });
+        for (auto wait = first;; wait = every) {
+          cv_.wait_for(lock, stop, wait, [] { return false; });
           if (stop.stop_requested()) return;
           beat();
         }
@@ -93,16 +94,12 @@ int Worker::run() {
   std::string executor = str(spec_, "executor");
   log_.note("task " + str(spec_, "task_name") + " (run " + str(spec_, "run_id") + ") attempt " +
             std::to_string(attempt_) + ", executor " + (executor.empty() ? "(inferred)" : executor));
-  try {
-    with_retries([&] { put_status("running", nullptr); });
-  } catch (const std::exception& e) {
-    std::cerr << "ork-worker: cannot write " << status_key_ << ": " << e.what() << std::endl;
-    return kExitFailed;
-  }
-
+  // The first "running" status goes out after a short delay, not at once: a task that ends sooner writes only its
+  // final status (one object write less per short task; the executor has already reported it running).
   TaskOutcome out;
   {
-    Heartbeat heartbeat(heartbeat_every_, [this] { beat(); });
+    Heartbeat heartbeat(std::min(heartbeat_every_, std::chrono::milliseconds(500)), heartbeat_every_,
+                        [this] { beat(); });
     out = run_runtime(spec_, log_, signals_);
   }
   for (const auto& m : out.metrics) log_.note("metric " + dump(m));

@@ -21,7 +21,8 @@ inline constexpr int kExitSuccess = 0, kExitFailed = 1, kExitUsage = 2, kExitCan
 // Calls `beat` every `every` on its own thread until destroyed (which stops it promptly and joins).
 class Heartbeat {
  public:
-  Heartbeat(std::chrono::milliseconds every, std::function<void()> beat);
+  // Beats after `first`, then every `every`, until destroyed.
+  Heartbeat(std::chrono::milliseconds first, std::chrono::milliseconds every, std::function<void()> beat);
   Heartbeat(const Heartbeat&) = delete;
   Heartbeat& operator=(const Heartbeat&) = delete;
 
