@@ -56,7 +56,7 @@ Worker::Worker(const ObjectProxy& store, json spec, const std::string& spec_key,
   log_key_ = str(spec_, "log_key");
   if (status_key_.empty()) status_key_ = dir + "status.json";
   if (output_key_.empty()) output_key_ = dir + "output.json";
-  if (log_key_.empty()) log_key_ = dir + "logs/attempt-" + std::to_string(attempt_) + ".log";
+  if (log_key_.empty()) log_key_ = dir + "attempt-" + std::to_string(attempt_) + ".log";
 }
 
 void Worker::put_status(const std::string& status, const json& error) {

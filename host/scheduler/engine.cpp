@@ -871,7 +871,7 @@ void Engine::dispatch(RunState& r, TaskState& t) {
             {"created_at", now_str()},
             {"output_key", base + "output.json"},
             {"status_key", base + "status.json"},
-            {"log_key", base + "logs/attempt-" + std::to_string(t.attempt()) + ".log"}};
+            {"log_key", base + "attempt-" + std::to_string(t.attempt()) + ".log"}};
   json exec_env{{"ORK_TASK_SPEC_PATH", spec_key},
                 {"ORK_OBJECT_STORE", plugins_.object_store_ref().dump()},
                 {"ORK_HEARTBEAT_INTERVAL_MS", std::to_string(cfg_.heartbeat_interval_ms)},

@@ -137,7 +137,7 @@ class WorkerTest : public ::testing::Test {
               {"created_at", ork::now_str()},
               {"output_key", dir + "output.json"},
               {"status_key", dir + "status.json"},
-              {"log_key", dir + "logs/attempt-1.log"}};
+              {"log_key", dir + "attempt-1.log"}};
     s.update(fields);
     return s;
   }
