@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -182,10 +184,12 @@ TaskOutcome stdout_output(const std::string& out) {
   return {true, j.is_discarded() ? json() : j, nullptr};
 }
 
-TaskOutcome run_shell(const json& spec, const std::string& base_dir, EnvMap env, TaskLog& log, SignalWatch& signals) {
-  TempDir tmp;
-  const json input = spec.value("input", json());
-  const std::string input_text = dump(input);
+TaskOutcome run_command(const json& spec, const std::string& base_dir, EnvMap env, std::vector<std::string> argv,
+                        const TempDir& tmp, TaskLog& log, SignalWatch& signals, bool error_file);
+
+// The input and output files and variables of a shell-style task, in `tmp`.
+void io_env(const json& spec, EnvMap& env, const TempDir& tmp, TaskLog& log) {
+  const std::string input_text = dump(spec.value("input", json()));
   const std::string out_file = tmp.file("output.json"), in_file = tmp.file("input.json");
   write_file(out_file, "");
   write_file(in_file, input_text);
@@ -196,6 +200,11 @@ TaskOutcome run_shell(const json& spec, const std::string& base_dir, EnvMap env,
   else
     log.note("input is " + std::to_string(input_text.size()) +
              " bytes: ORK_INPUT_JSON not set (use stdin or ORK_INPUT_FILE)");
+}
+
+TaskOutcome run_shell(const json& spec, const std::string& base_dir, EnvMap env, TaskLog& log, SignalWatch& signals) {
+  TempDir tmp;
+  io_env(spec, env, tmp, log);
 
   std::vector<std::string> argv;
   const json command = spec.value("command", json());
@@ -213,10 +222,31 @@ TaskOutcome run_shell(const json& spec, const std::string& base_dir, EnvMap env,
     return failure("spec_error", "a shell task needs `command` or `file`");
   }
 
+  return run_command(spec, base_dir, std::move(env), std::move(argv), tmp, log, signals, false);
+}
+
+// Runs argv as a shell task: input on stdin, ORK_OUTPUT_FILE / stdout for the output. With `error_file`, a failing
+// program's {"type","message","details"} in ORK_ERROR_FILE (the C++ SDK writes it) becomes the error.
+TaskOutcome run_command(const json& spec, const std::string& base_dir, EnvMap env, std::vector<std::string> argv,
+                        const TempDir& tmp, TaskLog& log, SignalWatch& signals, bool error_file) {
+  const std::string out_file = env["ORK_OUTPUT_FILE"], err_file = tmp.file("error.json");
+  const std::string input_text = dump(spec.value("input", json()));
+  if (error_file) {
+    write_file(err_file, "");
+    env["ORK_ERROR_FILE"] = err_file;
+  }
   const double timeout = timeout_of(spec);
   ProcessSpec ps = process_spec(argv, env, base_dir, input_text, timeout);
   ProcessResult r = run_process(ps, log, signals);
-  if (r.end != ProcessResult::End::exited || r.exit_code != 0) return process_failure(r, "command", timeout);
+  if (r.end != ProcessResult::End::exited || r.exit_code != 0) {
+    if (error_file && r.end == ProcessResult::End::exited) {
+      json err = json::parse(read_file(err_file).value_or(""), nullptr, false);
+      if (err.is_object() && err.value("type", json()).is_string())
+        return failure(err["type"].get<std::string>(), err.value("message", std::string("task failed")),
+                       err.value("details", json()));
+    }
+    return process_failure(r, "command", timeout);
+  }
 
   auto written = read_file(out_file);
   if (written && !trim(*written).empty()) {
@@ -225,6 +255,81 @@ TaskOutcome run_shell(const json& spec, const std::string& base_dir, EnvMap env,
     return {true, j, nullptr};
   }
   return stdout_output(r.stdout_tail);
+}
+
+// The SDK include dir holding ork/task.hpp: ORK_SDK_INCLUDE, else <exe>/../include when installed, else the source.
+std::string cpp_sdk_include(const EnvMap& env) {
+  if (auto p = lookup(env, "ORK_SDK_INCLUDE")) return *p;
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    fs::path installed = exe.parent_path().parent_path() / "include";
+    if (fs::exists(installed / "ork" / "task.hpp", ec)) return installed.string();
+  }
+  return std::string(ORK_SOURCE_DIR) + "/sdk/include";
+}
+
+std::string cpp_cache_dir(const EnvMap& env) {
+  if (auto p = lookup(env, "ORK_CPP_CACHE")) return *p;
+  if (auto x = lookup(env, "XDG_CACHE_HOME")) return *x + "/ork/cpp";
+  return lookup(env, "HOME").value_or("/tmp") + "/.cache/ork/cpp";
+}
+
+// 64-bit FNV-1a, hex: the cache key of a compiled task (stable across builds, unlike std::hash).
+std::string fnv1a_hex(std::string_view data) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : data) h = (h ^ c) * 1099511628211ull;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+// `cpp`: compiles `file` (with the C++ SDK) into the cache once per (source, SDK header, compiler, flags), then runs
+// the binary like a shell task.
+TaskOutcome run_cpp(const json& spec, const std::string& base_dir, EnvMap env, TaskLog& log, SignalWatch& signals) {
+  const std::string file = str(spec, "file");
+  if (file.empty()) return failure("spec_error", "a cpp task needs `file` (a .cpp source)");
+  fs::path src = fs::path(file).is_absolute() ? fs::path(file) : fs::path(base_dir) / file;
+  auto source = read_file(src.string());
+  if (!fs::is_regular_file(src) || !source) return failure("spec_error", "task file not found: " + file);
+
+  const std::string cxx = lookup(env, "CXX").value_or("g++"), include = cpp_sdk_include(env);
+  const std::vector<std::string> flags = {"-std=c++20", "-O1", "-I" + include};
+  std::string key_text = *source + '\0' + cxx;
+  for (const auto& f : flags) key_text += '\0' + f;
+  key_text += '\0' + read_file(include + "/ork/task.hpp").value_or("");
+  const fs::path cache = cpp_cache_dir(env);
+  const fs::path bin = cache / (src.stem().string() + "-" + fnv1a_hex(key_text));
+  const double timeout = timeout_of(spec);
+
+  if (::access(bin.c_str(), X_OK) == 0) {
+    log.note("cpp: cached " + bin.string());
+  } else {
+    std::error_code ec;
+    fs::create_directories(cache, ec);
+    if (ec) return failure("worker_error", "cannot create the cpp cache " + cache.string() + ": " + ec.message());
+    // Compile to a private name, then rename: concurrent workers never run a half-written binary.
+    const std::string part = bin.string() + ".tmp-" + std::to_string(::getpid());
+    std::vector<std::string> argv{cxx};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    argv.insert(argv.end(), {"-o", part, src.string()});
+    log.note("cpp: compiling " + file + " with " + cxx + " → " + bin.string());
+    ProcessResult r = run_process(process_spec(argv, env, base_dir, std::nullopt, timeout), log, signals);
+    using End = ProcessResult::End;
+    if (r.end == End::exited && r.exit_code == 0) {
+      fs::rename(part, bin, ec);
+      if (ec) return failure("worker_error", "cannot store the compiled task: " + ec.message());
+    } else {
+      fs::remove(part, ec);
+      if (r.end != End::exited) return process_failure(r, "compiler (" + cxx + ")", timeout);
+      return failure(
+          "compile_error", "compiling " + file + " failed (exit code " + std::to_string(r.exit_code) + ")",
+          {{"exit_code", r.exit_code}, {"compiler", cxx}, {"stderr_tail", utf8_tail(r.stderr_tail, kStderrTail)}});
+    }
+  }
+  TempDir tmp;
+  io_env(spec, env, tmp, log);
+  return run_command(spec, base_dir, std::move(env), {bin.string()}, tmp, log, signals, true);
 }
 
 std::string python_interpreter(const EnvMap& env) {
@@ -315,7 +420,8 @@ TaskOutcome run_runtime(const json& spec, TaskLog& log, SignalWatch& signals) {
     if (executor.empty()) {  // infer from the task's shape
       const std::string file = str(spec, "file");
       bool py = !str(spec, "function").empty() || (file.size() > 3 && file.substr(file.size() - 3) == ".py");
-      executor = py ? "python" : "shell";
+      bool cpp = file.size() > 4 && file.substr(file.size() - 4) == ".cpp";
+      executor = py ? "python" : cpp ? "cpp" : "shell";
     }
     std::string base_dir = str(spec, "base_dir");
     if (base_dir.empty()) base_dir = fs::current_path().string();
@@ -323,7 +429,8 @@ TaskOutcome run_runtime(const json& spec, TaskLog& log, SignalWatch& signals) {
     if (!fs::is_directory(base_dir, ec)) return failure("spec_error", "base_dir is not a directory: " + base_dir);
     if (executor == "shell" || executor == "process") return run_shell(spec, base_dir, task_env(spec), log, signals);
     if (executor == "python") return run_python(spec, base_dir, task_env(spec), log, signals);
-    return failure("spec_error", "unknown executor '" + executor + "' (this worker runs: shell, python)");
+    if (executor == "cpp") return run_cpp(spec, base_dir, task_env(spec), log, signals);
+    return failure("spec_error", "unknown executor '" + executor + "' (this worker runs: shell, python, cpp)");
   } catch (const std::exception& e) {
     return failure("worker_error", e.what());
   }

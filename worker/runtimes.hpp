@@ -1,5 +1,6 @@
-// Task runtimes the worker runs: `shell` (a command or script; JSON on stdin, output file or last stdout line) and
-// `python` (the Python SDK's `python -m ork.runner` with a request/result file pair).
+// Task runtimes the worker runs: `shell` (a command or script; JSON on stdin, output file or last stdout line),
+// `python` (the Python SDK's `python -m ork.runner` with a request/result file pair) and `cpp` (a .cpp task compiled
+// with the C++ SDK, cached, then run like a shell task).
 #pragma once
 
 #include <nlohmann/json.hpp>
