@@ -212,7 +212,8 @@ int cmd_cancel(const Options& o, const std::string& run_id, const std::string& t
   Host h(o);
   if (!h.eng->take(run_id)) {
     h.eng->cancel(run_id, task);
-    std::cout << "run " << run_id << " marked cancelled; the host driving it stops its tasks at its next lease renewal\n";
+    std::cout << "run " << run_id
+              << " marked cancelled; the host driving it stops its tasks at its next lease renewal\n";
     return 0;
   }
   h.eng->cancel(run_id, task);
@@ -337,7 +338,8 @@ int main(int argc, char** argv) {
   serve->add_flag("--exit-when-idle", exit_when_idle, "exit once no run is active (schedules are not waited for)");
   auto* deploy = app.add_subcommand("deploy", "store workflow definitions (and their schedules) without running them");
   deploy->add_option("workflow", deploy_files, "workflow YAML files")->required();
-  auto* tick = app.add_subcommand("tick", "one reconciliation pass (due schedules, ready tasks, finished attempts), then exit");
+  auto* tick =
+      app.add_subcommand("tick", "one reconciliation pass (due schedules, ready tasks, finished attempts), then exit");
   auto* plugins = app.add_subcommand("plugins", "list the loaded plugins: kind, name, version, ABI");
   auto* validate = app.add_subcommand("validate", "check a workflow YAML file");
   validate->add_option("workflow", file, "workflow YAML file")->required();
@@ -345,7 +347,8 @@ int main(int argc, char** argv) {
   status->add_option("run_id", run_id)->required();
   auto* runs = app.add_subcommand("runs", "list recent runs");
   std::string task;
-  auto* retry = app.add_subcommand("retry", "re-run a finished run's failed and not-run tasks (or --task and downstream)");
+  auto* retry =
+      app.add_subcommand("retry", "re-run a finished run's failed and not-run tasks (or --task and downstream)");
   retry->add_option("run_id", run_id)->required();
   retry->add_option("--task", task, "re-run this task and everything downstream of it");
   auto* cancel = app.add_subcommand("cancel", "cancel a run, or one task of it");

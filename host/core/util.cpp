@@ -1,11 +1,10 @@
 #include "util.hpp"
 
-#include <ork/state_records.hpp>
-
 #include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <ork/state_records.hpp>
 #include <random>
 #include <stdexcept>
 
@@ -16,7 +15,9 @@ int64_t now_ms() {
       .count();
 }
 
-std::string format_time(int64_t ms) { return records::format_time(ms); }
+std::string format_time(int64_t ms) {
+  return records::format_time(ms);
+}
 
 int64_t parse_time(const std::string& s) {
   int Y, M, D, h, m, sec;

@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <boost/asio/post.hpp>
 #include <cctype>
-#include <deque>
 #include <cstdlib>
+#include <deque>
 #include <set>
 
 #include "core/util.hpp"
@@ -48,16 +48,26 @@ json error_obj(const std::string& type, const std::string& message, json details
 // A new task row (seed 003 TaskRun) for one task or one fan-out instance of it.
 json task_row(const std::string& run_id, const TaskDefinition& def, int seq, const std::string& now, json input,
               json parallel_index, json parallel_count) {
-  return {{"id", new_uuid()},         {"run_id", run_id},
-          {"task_name", def.name},    {"status", "pending"},
-          {"attempt", 0},             {"max_retries", def.retries},
-          {"parallel_index", std::move(parallel_index)}, {"parallel_count", std::move(parallel_count)},
-          {"executor", def.worker},   {"executor_id", nullptr},
-          {"input", std::move(input)}, {"output", nullptr},
-          {"error", nullptr},         {"not_before", nullptr},
-          {"heartbeat_at", nullptr},  {"dispatched_at", nullptr},
-          {"started_at", nullptr},    {"finished_at", nullptr},
-          {"created_at", now},        {"seq", seq}};
+  return {{"id", new_uuid()},
+          {"run_id", run_id},
+          {"task_name", def.name},
+          {"status", "pending"},
+          {"attempt", 0},
+          {"max_retries", def.retries},
+          {"parallel_index", std::move(parallel_index)},
+          {"parallel_count", std::move(parallel_count)},
+          {"executor", def.worker},
+          {"executor_id", nullptr},
+          {"input", std::move(input)},
+          {"output", nullptr},
+          {"error", nullptr},
+          {"not_before", nullptr},
+          {"heartbeat_at", nullptr},
+          {"dispatched_at", nullptr},
+          {"started_at", nullptr},
+          {"finished_at", nullptr},
+          {"created_at", now},
+          {"seq", seq}};
 }
 
 std::optional<json> lookup(const json& scope, const std::string& path) {
@@ -184,10 +194,10 @@ struct Engine::FanOut {
 struct Engine::RunState {
   json run;
   WorkflowDefinition wf;
-  std::vector<std::unique_ptr<TaskState>> tasks;  // in seq order
+  std::vector<std::unique_ptr<TaskState>> tasks;           // in seq order
   std::map<std::string, std::vector<TaskState*>> by_name;  // fan-out instances in parallel_index order
   std::map<std::string, TaskState*> by_id;
-  std::map<std::string, Counts> counts;                    // per task name
+  std::map<std::string, Counts> counts;                   // per task name
   std::map<std::string, FanOut> fanouts;                  // sized fan-outs, by task name
   std::map<std::string, std::deque<TaskState*>> pending;  // per task name, in order; stale entries dropped lazily
   bool advancing = false, again = false;
@@ -243,7 +253,9 @@ json Engine::deploy(const WorkflowDefinition& wf, const std::string& version) {
   return stored;
 }
 
-int64_t Engine::clock_now() const { return now_ms() + cfg_.clock_offset_ms; }
+int64_t Engine::clock_now() const {
+  return now_ms() + cfg_.clock_offset_ms;
+}
 
 int Engine::fire_due_schedules() {
   int fired = 0;
@@ -362,7 +374,8 @@ bool Engine::take(const std::string& run_id) {
   if (find_run(run_id)) return true;
   auto run = plugins_.state().get_run({{"id", run_id}});
   if (!run || is_terminal((*run)["status"])) return false;
-  auto lease = plugins_.state().acquire_lease({{"run_id", run_id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
+  auto lease =
+      plugins_.state().acquire_lease({{"run_id", run_id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
   if (!lease.value("acquired", false)) return false;
   adopt(*plugins_.state().get_run({{"id", run_id}}), false);
   return find_run(run_id) != nullptr;
@@ -481,9 +494,12 @@ void Engine::track(RunState& r, TaskState& t, const std::string& old_status, con
   Counts& c = r.counts[t.row["task_name"].get<std::string>()];
   auto bump = [&](const std::string& st, int d) {
     if (st.empty()) return;
-    if (st == "pending") c.pending += d;
-    else if (is_active(st)) c.active += d;
-    else if (is_terminal(st)) c.terminal += d;
+    if (st == "pending")
+      c.pending += d;
+    else if (is_active(st))
+      c.active += d;
+    else if (is_terminal(st))
+      c.terminal += d;
     if (st == "success") c.success += d;
   };
   if (old_status.empty()) ++c.total;
@@ -549,7 +565,8 @@ void Engine::expand(RunState& r, const TaskDefinition& def) {
   };
   const bool foreach = def.parallel.kind == Parallelism::Kind::ForEach;
   std::string what = std::string(foreach ? "foreach: " : "parallel: ") + def.parallel.ref;
-  if (upstream_failed && def.on_failure == OnFailure::Skip) return single("skipped", error_obj("upstream_failed", "an upstream task failed"));
+  if (upstream_failed && def.on_failure == OnFailure::Skip)
+    return single("skipped", error_obj("upstream_failed", "an upstream task failed"));
   auto v = lookup(scope, def.parallel.ref);
   if (!v || (foreach && !v->is_array()) || (!foreach && !v->is_number_integer()))
     return single("failed", error_obj("fanout_error",
@@ -741,9 +758,9 @@ bool Engine::advance_once(RunState& r) {
       if (c.total == 0 || c.terminal < std::max(c.total, c.expected)) ready = false;  // fan-outs not all stored yet
       if (c.success < c.terminal) upstream_failed = true;
     }
-    const char* skip = cancelled                                                  ? "run was cancelled"
+    const char* skip = cancelled                                              ? "run was cancelled"
                        : upstream_failed && def.on_failure == OnFailure::Skip ? "an upstream task failed"
-                                                                                  : nullptr;
+                                                                              : nullptr;
     if (skip) {
       for (size_t i = 0; i < q.size(); ++i)
         if (q[i]->status() == "pending")
@@ -1202,7 +1219,9 @@ void Engine::finish_run(RunState& r) {
   drop_run(id);
 }
 
-void Engine::cancel_run(const std::string& run_id) { cancel(run_id, ""); }
+void Engine::cancel_run(const std::string& run_id) {
+  cancel(run_id, "");
+}
 
 void Engine::cancel(const std::string& run_id, const std::string& task_name) {
   RunState* r = find_run(run_id);
@@ -1214,7 +1233,8 @@ void Engine::cancel(const std::string& run_id, const std::string& task_name) {
       throw std::runtime_error("run " + run_id + " is driven by " + run->value("owner", std::string("another host")) +
                                ": cancel its task there");
     // Another host drives it: mark it; that host sees the mark when it next renews its lease and stops the tasks.
-    plugins_.state().update_run({{"id", run_id}, {"set", {{"status", "cancelled"}}}, {"expect", {{"status", (*run)["status"]}}}});
+    plugins_.state().update_run(
+        {{"id", run_id}, {"set", {{"status", "cancelled"}}}, {"expect", {{"status", (*run)["status"]}}}});
     return;
   }
   if (task_name.empty()) {
@@ -1247,8 +1267,10 @@ std::string Engine::retry(const std::string& run_id, const std::string& task_nam
   auto run = plugins_.state().get_run({{"id", run_id}});
   if (!run) throw std::runtime_error("no run " + run_id);
   std::string status = (*run)["status"];
-  if (!is_terminal(status)) throw std::runtime_error("run " + run_id + " is still " + status + "; retry a finished run");
-  if (task_name.empty() && status == "success") throw std::runtime_error("run " + run_id + " succeeded: nothing to retry");
+  if (!is_terminal(status))
+    throw std::runtime_error("run " + run_id + " is still " + status + "; retry a finished run");
+  if (task_name.empty() && status == "success")
+    throw std::runtime_error("run " + run_id + " succeeded: nothing to retry");
   auto wf_rec = plugins_.state().get_workflow({{"name", (*run)["workflow_name"]}});
   if (!wf_rec) throw std::runtime_error("workflow " + (*run)["workflow_name"].get<std::string>() + " was deleted");
   WorkflowDefinition wf = (*wf_rec)["definition"].get<WorkflowDefinition>();
@@ -1272,20 +1294,26 @@ std::string Engine::retry(const std::string& run_id, const std::string& task_nam
     if (!again) continue;
     const TaskDefinition* def = wf.find(name);
     int attempt = row.value("attempt", 0);
-    json set{{"status", "pending"},         {"error", nullptr},        {"output", nullptr},
-             {"executor_id", nullptr},      {"not_before", nullptr},   {"finished_at", nullptr},
+    json set{{"status", "pending"},
+             {"error", nullptr},
+             {"output", nullptr},
+             {"executor_id", nullptr},
+             {"not_before", nullptr},
+             {"finished_at", nullptr},
              {"max_retries", attempt + (def ? def->retries : 0)}};
-    plugins_.state().update_task_run({{"run_id", run_id}, {"id", row["id"]}, {"set", set}, {"expect", {{"status", row["status"]}}}});
+    plugins_.state().update_task_run(
+        {{"run_id", run_id}, {"id", row["id"]}, {"set", set}, {"expect", {{"status", row["status"]}}}});
     ++reset;
   }
   if (reset == 0) throw std::runtime_error("run " + run_id + ": no task to retry");
-  auto upd = plugins_.state().update_run(
-      {{"id", run_id},
-       {"set", {{"status", "pending"}, {"error", nullptr}, {"finished_at", nullptr}}},
-       {"expect", {{"status", status}}}});
+  auto upd =
+      plugins_.state().update_run({{"id", run_id},
+                                   {"set", {{"status", "pending"}, {"error", nullptr}, {"finished_at", nullptr}}},
+                                   {"expect", {{"status", status}}}});
   if (!upd.value("updated", false)) throw std::runtime_error("run " + run_id + " changed while retrying it");
   spdlog::info("retrying run {}: {} task(s) reset", run_id, reset);
-  auto lease = plugins_.state().acquire_lease({{"run_id", run_id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
+  auto lease =
+      plugins_.state().acquire_lease({{"run_id", run_id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
   if (lease.value("acquired", false)) {
     auto fresh = plugins_.state().get_run({{"id", run_id}});
     adopt(*fresh, false);

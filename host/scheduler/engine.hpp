@@ -127,7 +127,7 @@ class Engine {
   std::map<std::string, std::pair<std::string, std::string>> by_executor_id_;  // executor_id → (run_id, task_id)
   std::vector<std::function<void(const EngineEvent&)>> listeners_;
   std::shared_ptr<bool> alive_;
-  int active_total_ = 0;         // attempts dispatched or running, over all runs
+  int active_total_ = 0;           // attempts dispatched or running, over all runs
   bool dispatch_blocked_ = false;  // a ready task waited on max_active_tasks
   boost::asio::steady_timer takeover_timer_;
   boost::asio::steady_timer schedule_timer_;

@@ -20,11 +20,11 @@
 #include <deque>
 #include <filesystem>
 #include <map>
-#include <set>
 #include <mutex>
 #include <optional>
 #include <ork/plugin.hpp>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>

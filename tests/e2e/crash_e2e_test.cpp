@@ -10,7 +10,8 @@ namespace {
 
 std::string env_prefix(const std::string& home) {
   return "ORK_HOME=" + home +
-         " ORK_HEARTBEAT_INTERVAL_MS=200 ORK_HEARTBEAT_TIMEOUT_MS=5000 ORK_LEASE_TTL_MS=2000 ORK_CANCEL_GRACE_MS=500 ORK_START_TIMEOUT_MS=10000 ";
+         " ORK_HEARTBEAT_INTERVAL_MS=200 ORK_HEARTBEAT_TIMEOUT_MS=5000 ORK_LEASE_TTL_MS=2000 ORK_CANCEL_GRACE_MS=500 "
+         "ORK_START_TIMEOUT_MS=10000 ";
 }
 
 // Chain a -> b -> c -> d plus an independent x; each task logs "start T" / "end T" to `log`.
@@ -117,7 +118,8 @@ tasks:
   t:
     retries: 1
     command: |
-      if [ ! -e )" + marker + R"( ]; then touch )" + marker + R"(; kill -STOP $PPID; exec sleep 30; fi
+      if [ ! -e )" + marker +
+                     R"( ]; then touch )" + marker + R"(; kill -STOP $PPID; exec sleep 30; fi
       echo '{"ok": true}'
 )");
   auto r = run("env " + env_prefix(home) + " ORK_HEARTBEAT_TIMEOUT_MS=3000 " + kHost + " run " + wf + " 2>&1");
@@ -134,8 +136,8 @@ TEST(CrashE2E, SecondHostTakesOverWhenTheFirstIsKilled) {
   std::string home = dir / "home", log = dir / "tasks.log", wf = dir / "wf.yaml";
   write_file(wf, chain_workflow(log, 0));
   Process a("exec env " + env_prefix(home) + kHost + " serve --start " + wf, dir / "a.log");
-  ASSERT_TRUE(eventually([&] { return read_file(log).find("start b") != std::string::npos; },
-                         std::chrono::seconds(30)));
+  ASSERT_TRUE(
+      eventually([&] { return read_file(log).find("start b") != std::string::npos; }, std::chrono::seconds(30)));
   // Host B starts while A is alive and holds the lease: it must wait, not steal.
   Process b("exec env " + env_prefix(home) + kHost + " serve --exit-when-idle", dir / "b.log");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -158,12 +160,14 @@ name: batches
 tasks:
   discover:
     command: |
-      echo '{"items": [)" + int_list(60) + R"(]}'
+      echo '{"items": [)" +
+                     int_list(60) + R"(]}'
   process:
     foreach: discover.items
     concurrency: 3
     command: |
-      sleep 0.05; echo "end $ORK_PARALLEL_INDEX" >> )" + log + R"(
+      sleep 0.05; echo "end $ORK_PARALLEL_INDEX" >> )" +
+                     log + R"(
   total:
     depends_on: [process]
     command: cat
@@ -202,7 +206,8 @@ tasks:
   t:
     retries: 1
     command: |
-      if [ ! -e )" + marker + R"( ]; then touch )" + marker + R"(; kill -KILL $PPID; exec sleep 5; fi
+      if [ ! -e )" + marker +
+                     R"( ]; then touch )" + marker + R"(; kill -KILL $PPID; exec sleep 5; fi
       echo '{"ok": true}'
 )");
   auto r = run("env " + env_prefix(home) + kHost + " run " + wf + " 2>&1");

@@ -31,12 +31,15 @@ inline json last_run(const std::string& home) {
 inline std::string concurrency_probe(const std::string& dir, const std::string& sleep) {
   write_file(dir + "/cur", "0\n");
   if (!fs::exists(dir + "/max")) write_file(dir + "/max", "0\n");
-  return "      ( flock 9; n=$(($(cat " + dir + "/cur) + 1)); echo $n > " + dir + "/cur\n" +
-         "        [ $n -gt $(cat " + dir + "/max) ] && echo $n > " + dir + "/max ) 9>" + dir + "/lock\n" +
-         "      sleep " + sleep + "\n" + "      ( flock 9; echo $(($(cat " + dir + "/cur) - 1)) > " + dir +
-         "/cur ) 9>" + dir + "/lock\n";
+  return "      ( flock 9; n=$(($(cat " + dir + "/cur) + 1)); echo $n > " + dir + "/cur\n" + "        [ $n -gt $(cat " +
+         dir + "/max) ] && echo $n > " + dir + "/max ) 9>" + dir + "/lock\n" + "      sleep " + sleep + "\n" +
+         "      ( flock 9; echo $(($(cat " + dir + "/cur) - 1)) > " + dir + "/cur ) 9>" + dir + "/lock\n";
 }
-inline int probe_max(const std::string& dir) { return std::stoi(read_file(dir + "/max")); }
-inline int probe_now(const std::string& dir) { return std::stoi(read_file(dir + "/cur")); }
+inline int probe_max(const std::string& dir) {
+  return std::stoi(read_file(dir + "/max"));
+}
+inline int probe_now(const std::string& dir) {
+  return std::stoi(read_file(dir + "/cur"));
+}
 
 }  // namespace ork::test

@@ -36,12 +36,14 @@ name: wide
 tasks:
   discover:
     command: |
-      echo '{"items": [)" + int_list(1000) + R"(]}'
+      echo '{"items": [)" + int_list(1000) +
+                                 R"(]}'
   process:
     foreach: discover.items
     concurrency: 4
     command: |
-)" + concurrency_probe(c, "0.01") + R"(
+)" + concurrency_probe(c, "0.01") +
+                                 R"(
       echo "{\"double\": $((ORK_PARALLEL_INDEX * 2)), \"count\": $ORK_PARALLEL_COUNT}"
   total:
     depends_on: [process]
@@ -142,7 +144,8 @@ TEST(FanOutE2E, WorkflowConcurrencyCapsOneRun) {
   TempDir dir;
   std::string c = dir.str();
   std::string body = "\n    command: |\n" + concurrency_probe(c, "0.05");
-  auto r = run_workflow(dir, "name: capped\nconcurrency: 2\ntasks:\n  a:\n    parallel: 8" + body + "  b:\n    parallel: 8" + body);
+  auto r = run_workflow(
+      dir, "name: capped\nconcurrency: 2\ntasks:\n  a:\n    parallel: 8" + body + "  b:\n    parallel: 8" + body);
   ASSERT_EQ(r.result.exit_code, 0) << r.result.output;
   EXPECT_EQ(probe_max(c), 2);
 }

@@ -13,7 +13,9 @@ namespace {
 
 const std::string kPgDir = std::string(ORK_BINARY_DIR) + "/pg";
 
-std::string tail(const std::string& s, size_t n = 6000) { return s.size() > n ? s.substr(s.size() - n) : s; }
+std::string tail(const std::string& s, size_t n = 6000) {
+  return s.size() > n ? s.substr(s.size() - n) : s;
+}
 
 std::string trim(std::string s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
@@ -28,13 +30,14 @@ struct Trial {
 
   explicit Trial(const std::string& name) : schema(name) {
     state_cfg = {{"url", trim(read_file(kPgDir + "/url"))}, {"schema", schema}};
-    write_file(dir / "plugins.yaml", "plugins:\n  - {kind: state, name: pg, library: ork-state-postgres, config: " +
-                                         state_cfg.dump() + "}\n" +
-                                         "  - {kind: object, name: local, library: ork-object-local, config: {root: '" +
-                                         (dir / "objects") + "'}}\n" +
-                                         "  - {kind: executor, name: local, library: ork-exec-subprocess, default: true}\n");
+    write_file(dir / "plugins.yaml",
+               "plugins:\n  - {kind: state, name: pg, library: ork-state-postgres, config: " + state_cfg.dump() +
+                   "}\n" + "  - {kind: object, name: local, library: ork-object-local, config: {root: '" +
+                   (dir / "objects") + "'}}\n" +
+                   "  - {kind: executor, name: local, library: ork-exec-subprocess, default: true}\n");
     // root -> 120-way foreach -> join, and root -> a 78-task chain: 200 tasks. Each attempt logs start and end.
-    std::string mark = "echo \"$ORK_TASK_ID $ORK_ATTEMPT start\" >> " + log + "; sleep 0.02; echo \"$ORK_TASK_ID end\" >> " + log;
+    std::string mark =
+        "echo \"$ORK_TASK_ID $ORK_ATTEMPT start\" >> " + log + "; sleep 0.02; echo \"$ORK_TASK_ID end\" >> " + log;
     std::string y = "name: crashy\ntasks:\n  root:\n    command: |\n      " + mark + "; echo '{\"items\": [" +
                     int_list(120) + "]}'\n";
     y += "  fan:\n    foreach: root.items\n    concurrency: 8\n    retries: 2\n    command: |\n      " + mark + "\n";
@@ -49,7 +52,8 @@ struct Trial {
   }
   std::string host(const std::string& args) const {
     return "exec env ORK_HOME=" + (dir / "home") +
-           " ORK_HEARTBEAT_INTERVAL_MS=300 ORK_HEARTBEAT_TIMEOUT_MS=6000 ORK_LEASE_TTL_MS=2000 ORK_START_TIMEOUT_MS=10000 " +
+           " ORK_HEARTBEAT_INTERVAL_MS=300 ORK_HEARTBEAT_TIMEOUT_MS=6000 ORK_LEASE_TTL_MS=2000 "
+           "ORK_START_TIMEOUT_MS=10000 " +
            kHost + " --plugins " + (dir / "plugins.yaml") + " " + args;
   }
   json run() const {
@@ -130,7 +134,9 @@ TEST(PgCrashE2E, PostgresRestartInTheMiddleOfARun) {
   auto r = run("bash " + std::string(ORK_SOURCE_DIR) + "/tests/support/pg_server.sh restart " + kPgDir + " 2>&1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ASSERT_TRUE(eventually([&] { return t.finished(); }, std::chrono::seconds(120)))
-      << t.unfinished() << "host a:\n" << tail(read_file(t.dir / "a.log")) << "\nhost b:\n" << tail(read_file(t.dir / "b.log"));
+      << t.unfinished() << "host a:\n"
+      << tail(read_file(t.dir / "a.log")) << "\nhost b:\n"
+      << tail(read_file(t.dir / "b.log"));
   int extra = t.verify();
   std::cout << "PostgreSQL restart: run succeeded; attempts beyond the first: " << extra << "\n";
   a.kill_group(SIGTERM);

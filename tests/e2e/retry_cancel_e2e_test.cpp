@@ -35,7 +35,8 @@ tasks:
   b:
     depends_on: [a]
     command: |
-      echo b >> )" + log + R"(; [ -e )" + fail + R"( ] && exit 4; cat
+      echo b >> )" + log + R"(; [ -e )" +
+                                    fail + R"( ] && exit 4; cat
   c:
     depends_on: [b]
     command: |
@@ -97,7 +98,8 @@ tasks:
     command: echo '{}'
 )");
   Process serve("exec " + e.host() + " serve --exit-when-idle --start " + (e.dir / "long.yaml"), e.dir / "serve.log");
-  ASSERT_TRUE(eventually([&] { return fs::exists(started); }, std::chrono::seconds(20))) << read_file(e.dir / "serve.log");
+  ASSERT_TRUE(eventually([&] { return fs::exists(started); }, std::chrono::seconds(20)))
+      << read_file(e.dir / "serve.log");
   std::string id = e.run_state()["id"];
   auto task_cancel = run(e.host() + " cancel " + id + " --task long 2>&1");
   EXPECT_EQ(task_cancel.exit_code, 2) << task_cancel.output;

@@ -13,8 +13,8 @@ struct Env {
   TempDir dir;
   std::string home = dir / "home";
   std::string host(int64_t clock_offset_ms = 0) const {
-    return "env ORK_HOME=" + home + " ORK_HEARTBEAT_INTERVAL_MS=200 ORK_CLOCK_OFFSET_MS=" +
-           std::to_string(clock_offset_ms) + " " + kHost;
+    return "env ORK_HOME=" + home +
+           " ORK_HEARTBEAT_INTERVAL_MS=200 ORK_CLOCK_OFFSET_MS=" + std::to_string(clock_offset_ms) + " " + kHost;
   }
   json runs() const {
     auto st = ork::load_plugin<ork::StateProxy>("state", "ork-state-sqlite", {{"path", home + "/state.db"}});

@@ -2,11 +2,10 @@
 // docs/plugin-abi.md defines them) and its fixed-width timestamp format. Header-only; not part of the C ABI.
 #pragma once
 
-#include <ork/plugin.hpp>
-
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <ork/plugin.hpp>
 #include <span>
 #include <string>
 #include <string_view>
