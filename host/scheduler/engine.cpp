@@ -41,6 +41,16 @@ int64_t time_or(const json& j, const char* field, int64_t def) {
   }
 }
 
+// Null-safe field reads: the ABI treats an absent field and null alike.
+std::string str_of(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+int64_t int_of(const json& j, const char* key, int64_t dflt = 0) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : dflt;
+}
+
 json error_obj(const std::string& type, const std::string& message, json details = nullptr) {
   return {{"type", type}, {"message", message}, {"details", std::move(details)}};
 }
@@ -175,7 +185,7 @@ struct Engine::TaskState {
   bool pushed = false;         // the executor will push this attempt's end (false after a re-attach)
   std::string id() const { return row["id"]; }
   std::string status() const { return row["status"]; }
-  int attempt() const { return row.value("attempt", 0); }
+  int attempt() const { return static_cast<int>(int_of(row, "attempt")); }
 };
 
 // How many rows of one task name are in each state; readiness of dependents is read from these.
@@ -625,7 +635,7 @@ void Engine::restore_fanouts(RunState& r) {
     FanOut fo;
     fo.total = rows.front()->row["parallel_count"].get<int64_t>();
     for (const TaskState* t : rows) fo.next = std::max<int64_t>(fo.next, t->row["parallel_index"].get<int64_t>() + 1);
-    fo.seq = rows.front()->row.value("seq", 0);
+    fo.seq = static_cast<int>(int_of(rows.front()->row, "seq"));
     r.counts[def.name].expected = fo.total;
     if (fo.next >= fo.total) continue;
     if (def.parallel.kind == Parallelism::Kind::ForEach) {
@@ -937,7 +947,7 @@ void Engine::arm(RunState& r, TaskState& t, int64_t at_ms) {
       else
         check_task(*rs, *ts);
     } catch (const std::exception& e) {
-      spdlog::error("run {} task {}: {}", run_id, ts->row.value("task_name", ""), e.what());
+      spdlog::error("run {} task {}: {}", run_id, str_of(ts->row, "task_name"), e.what());
       reload_later(run_id);
     }
   });
@@ -974,7 +984,7 @@ void Engine::check_task(RunState& r, TaskState& t) {
   if (!is_active(t.status())) return;
   std::string run_id = r.id();
   int64_t now = now_ms();
-  ExecutorProxy* ex = plugins_.executor(t.row.value("executor", std::string()));
+  ExecutorProxy* ex = plugins_.executor(str_of(t.row, "executor"));
   uint32_t poll = ex ? ex->poll_interval_ms() : 0;
   if (poll > 0 && t.row["executor_id"].is_string()) {
     try {
@@ -985,7 +995,7 @@ void Engine::check_task(RunState& r, TaskState& t) {
         if (!find_run(run_id) || !is_active(t.status())) return;
       }
     } catch (const std::exception& e) {
-      spdlog::warn("executor status for task {}: {}", t.row.value("task_name", ""), e.what());
+      spdlog::warn("executor status for task {}: {}", str_of(t.row, "task_name"), e.what());
     }
   }
   if (!t.pushed || poll > 0 || now - t.last_heartbeat >= cfg_.heartbeat_timeout_ms ||
@@ -997,6 +1007,21 @@ void Engine::check_task(RunState& r, TaskState& t) {
   int64_t started = time_or(t.row, "started_at", dispatched);
   int64_t timeout_ms = int64_t(t.def ? t.def->timeout_seconds : 3600) * 1000;
   if (t.status() == "dispatched" && now - dispatched >= cfg_.start_timeout_ms) {
+    if (t.row["executor_id"].is_null()) {
+      // The host stopped between acquiring the attempt and recording its executor, and no worker ever wrote a
+      // status: the attempt provably never ran. Dispatch it again without spending one of the task's retries.
+      spdlog::warn("task {} attempt {} was never handed to an executor; dispatching it again",
+                   str_of(t.row, "task_name"), t.attempt());
+      if (update_task(r, t,
+                      {{"status", "pending"},
+                       {"max_retries", int_of(t.row, "max_retries") + 1},
+                       {"error", error_obj("dispatch_lost", "the host stopped before the attempt was dispatched")}})) {
+        if (t.timer) t.timer->cancel();
+        emit_task(r, t);
+        advance(r);
+      }
+      return;
+    }
     fail_attempt(r, t, error_obj("start_timeout", "job never started"), true);
     return;
   }
@@ -1024,7 +1049,7 @@ bool Engine::read_worker_status(RunState& r, TaskState& t) {
   try {
     st = plugins_.objects().get_json(base + "status.json");
   } catch (const std::exception& e) {
-    spdlog::warn("reading status of task {}: {}", t.row.value("task_name", ""), e.what());
+    spdlog::warn("reading status of task {}: {}", str_of(t.row, "task_name"), e.what());
     return false;
   }
   if (!st || st->value("attempt", t.attempt()) != t.attempt()) return false;
@@ -1081,7 +1106,7 @@ void Engine::notify(const std::string& executor_name, const json& event) {
     try {
       on_executor_state(*r, *t, event.value("state", ""), event);
     } catch (const std::exception& e) {
-      spdlog::error("handling {} event for task {}: {}", executor_name, t->row.value("task_name", ""), e.what());
+      spdlog::error("handling {} event for task {}: {}", executor_name, str_of(t->row, "task_name"), e.what());
       reload_later(run_id);
     }
   });
@@ -1137,7 +1162,7 @@ bool Engine::update_task(RunState& r, TaskState& t, json set) {
   json expect{{"status", t.row["status"]}, {"attempt", t.row["attempt"]}};
   auto res = plugins_.state().update_task_run({{"run_id", r.id()}, {"id", t.id()}, {"set", set}, {"expect", expect}});
   if (!res.value("updated", false)) {
-    spdlog::warn("task {} changed under us (status {} attempt {})", t.row.value("task_name", ""), t.status(),
+    spdlog::warn("task {} changed under us (status {} attempt {})", str_of(t.row, "task_name"), t.status(),
                  t.attempt());
     return false;
   }
@@ -1157,16 +1182,16 @@ void Engine::complete_success(RunState& r, TaskState& t, const json& output) {
 
 void Engine::fail_attempt(RunState& r, TaskState& t, const json& error, bool cancel_executor) {
   if (cancel_executor && t.row["executor_id"].is_string()) {
-    if (ExecutorProxy* ex = plugins_.executor(t.row.value("executor", std::string()))) {
+    if (ExecutorProxy* ex = plugins_.executor(str_of(t.row, "executor"))) {
       try {
         ex->cancel({{"executor_id", t.row["executor_id"]}, {"grace_ms", cfg_.cancel_grace_ms}});
       } catch (const std::exception& e) {
-        spdlog::warn("cancelling task {}: {}", t.row.value("task_name", ""), e.what());
+        spdlog::warn("cancelling task {}: {}", str_of(t.row, "task_name"), e.what());
       }
     }
   }
   if (t.row["executor_id"].is_string()) by_executor_id_.erase(t.row["executor_id"].get<std::string>());
-  int max_retries = t.row.value("max_retries", 0);
+  int max_retries = int_of(t.row, "max_retries");
   if (t.attempt() <= max_retries && r.run["status"] != "cancelled") {
     int64_t delay = int64_t(t.def ? t.def->retry_delay_seconds : 0) * 1000;
     if (!update_task(r, t,
@@ -1177,7 +1202,7 @@ void Engine::fail_attempt(RunState& r, TaskState& t, const json& error, bool can
                       {"finished_at", now_str()}}))
       return;
     if (t.timer) t.timer->cancel();
-    spdlog::info("task {} attempt {} failed ({}); retrying in {} ms", t.row.value("task_name", ""), t.attempt(),
+    spdlog::info("task {} attempt {} failed ({}); retrying in {} ms", str_of(t.row, "task_name"), t.attempt(),
                  error.value("message", ""), delay);
     emit_task(r, t);
   } else {
@@ -1251,12 +1276,12 @@ void Engine::cancel(const std::string& run_id, const std::string& task_name) {
     }
     if (!is_active(t->status())) continue;
     t->row["_cancel_requested"] = true;
-    if (ExecutorProxy* ex = plugins_.executor(t->row.value("executor", std::string()))) {
+    if (ExecutorProxy* ex = plugins_.executor(str_of(t->row, "executor"))) {
       try {
         if (t->row["executor_id"].is_string())
           ex->cancel({{"executor_id", t->row["executor_id"]}, {"grace_ms", cfg_.cancel_grace_ms}});
       } catch (const std::exception& e) {
-        spdlog::warn("cancelling task {}: {}", t->row.value("task_name", ""), e.what());
+        spdlog::warn("cancelling task {}: {}", str_of(t->row, "task_name"), e.what());
       }
     }
   }
@@ -1293,7 +1318,7 @@ std::string Engine::retry(const std::string& run_id, const std::string& task_nam
     bool again = task_name.empty() ? row["status"] != "success" : names.count(name) > 0;
     if (!again) continue;
     const TaskDefinition* def = wf.find(name);
-    int attempt = row.value("attempt", 0);
+    int attempt = static_cast<int>(int_of(row, "attempt"));
     json set{{"status", "pending"},
              {"error", nullptr},
              {"output", nullptr},
