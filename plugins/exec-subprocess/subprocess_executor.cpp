@@ -23,6 +23,8 @@
 #include <mutex>
 #include <optional>
 #include <ork/plugin.hpp>
+
+#include "unique_fd.hpp"
 #include <random>
 #include <set>
 #include <string>
@@ -43,29 +45,8 @@ using Clock = std::chrono::steady_clock;
 constexpr int64_t kDefaultGraceMs = 10000;
 constexpr size_t kMaxFinished = 10000;  // finished attempts kept for status(); older ones are forgotten
 
-// Owns one file descriptor.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) reset(std::exchange(o.fd_, -1));
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { reset(); }
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
+using ork::common::UniqueFd;
 
- private:
-  int fd_ = -1;
-};
 
 // posix_spawn attributes and file actions, destroyed on scope exit.
 class SpawnSetup {

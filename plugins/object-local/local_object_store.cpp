@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <optional>
 #include <ork/plugin.hpp>
+
+#include "unique_fd.hpp"
 #include <random>
 #include <string>
 #include <string_view>
@@ -32,31 +34,8 @@ using ork::json;
 
 constexpr std::string_view kTempPrefix = ".ork-tmp-";
 
-// Owns one file descriptor.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) reset(std::exchange(o.fd_, -1));
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { reset(); }
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-  // Closes now and reports the error close() returned (data may be lost on some filesystems).
-  int close() { return ::close(std::exchange(fd_, -1)); }
+using ork::common::UniqueFd;
 
- private:
-  int fd_ = -1;
-};
 
 // Unlinks a temp file unless it was committed.
 class TempFileGuard {
