@@ -110,10 +110,6 @@ std::string typed_placeholders(const Table& t) {
   return s;
 }
 
-std::string what(const Table& t, const Field& f) {
-  return std::string(t.name) + "." + std::string(f.name);
-}
-
 // Converts one JSON value for column `f`, checking its type. `guard` values (CAS expectations) may always be null.
 Value to_value(const Table& t, const Field& f, const json& v, bool guard = false) {
   if (v.is_null()) {
@@ -717,13 +713,7 @@ class PostgresStateStore final : public StateStore {
   std::string new_uuid() {
     std::lock_guard lk(rng_mu_);
     uint64_t hi = rng_(), lo = rng_();
-    hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
-    lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
-    char buf[40];
-    std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
-                  static_cast<unsigned>((hi >> 16) & 0xffff), static_cast<unsigned>(hi & 0xffff),
-                  static_cast<unsigned>(lo >> 48), static_cast<unsigned long long>(lo & 0xffffffffffffULL));
-    return buf;
+    return uuid_v4(hi, lo);
   }
 
   HostServices host_;

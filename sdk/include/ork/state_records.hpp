@@ -94,6 +94,22 @@ constexpr Table kRuns{"runs", kRunFields, kRunStatuses};
 constexpr Table kTasks{"task_runs", kTaskFields, kTaskStatuses};
 constexpr Table kSchedules{"schedules", kScheduleFields, {}};
 
+// "table.field", for error messages.
+inline std::string what(const Table& t, const Field& f) {
+  return std::string(t.name) + "." + std::string(f.name);
+}
+
+// A UUID v4 string from 128 random bits (ids a plugin assigns itself).
+inline std::string uuid_v4(uint64_t hi, uint64_t lo) {
+  hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  lo = (lo & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
+                static_cast<unsigned>((hi >> 16) & 0xffff), static_cast<unsigned>(hi & 0xffff),
+                static_cast<unsigned>(lo >> 48), static_cast<unsigned long long>(lo & 0xffffffffffffULL));
+  return buf;
+}
+
 // Argument checks for the operations (ORK_ERR_INVALID naming the field).
 
 inline void require_object(const json& a, const char* op) {
