@@ -43,12 +43,20 @@ std::string env_value(const json& v) {
   return v.is_string() ? v.get<std::string>() : dump(v);
 }
 
+// Where task temporary files go: ORK_WORKER_TMPDIR, else TMPDIR, else /dev/shm when writable (tmpfs: no disk inode
+// churn for two tiny files per task), else /tmp.
+std::string temp_root() {
+  for (const char* var : {"ORK_WORKER_TMPDIR", "TMPDIR"})
+    if (const char* t = std::getenv(var); t && *t) return t;
+  if (::access("/dev/shm", W_OK | X_OK) == 0) return "/dev/shm";
+  return "/tmp";
+}
+
 // A private temporary directory, removed with everything in it.
 class TempDir {
  public:
   TempDir() {
-    const char* t = std::getenv("TMPDIR");
-    std::string tmpl = std::string(t && *t ? t : "/tmp") + "/ork-worker-XXXXXX";
+    std::string tmpl = temp_root() + "/ork-worker-XXXXXX";
     if (!::mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temporary directory: " + tmpl);
     path_ = tmpl;
   }
@@ -202,6 +210,51 @@ void io_env(const json& spec, EnvMap& env, const TempDir& tmp, TaskLog& log) {
              " bytes: ORK_INPUT_JSON not set (use stdin or ORK_INPUT_FILE)");
 }
 
+// A command with no shell syntax (as GNU make decides: no quotes, expansions, redirections, globs, separators, and
+// not a shell builtin) as argv with the program resolved on the task's PATH, so it runs without a /bin/sh in between;
+// empty when the shell is needed.
+std::vector<std::string> simple_command(const std::string& cmd, const EnvMap& env, const std::string& base_dir) {
+  static constexpr std::string_view kShellChars = "#;\"*?[]&|<>(){}$`'~!\\\n\r^";
+  static constexpr std::string_view kBuiltins[] = {
+      ".",    ":",      "alias",    "bg",      "break", "case",  "cd",   "command", "continue", "do",
+      "done", "echo",   "elif",     "else",    "esac",  "eval",  "exec", "exit",    "export",   "fc",
+      "fg",   "fi",     "for",      "getopts", "hash",  "if",    "jobs", "kill",    "local",    "printf",
+      "pwd",  "read",   "readonly", "return",  "set",   "shift", "test", "then",    "times",    "trap",
+      "type", "ulimit", "umask",    "unalias", "unset", "until", "wait", "while",   "["};
+  if (cmd.find_first_of(kShellChars) != std::string::npos) return {};
+  std::vector<std::string> argv;
+  size_t i = 0;
+  while (i < cmd.size()) {
+    while (i < cmd.size() && (cmd[i] == ' ' || cmd[i] == '\t')) ++i;
+    size_t b = i;
+    while (i < cmd.size() && cmd[i] != ' ' && cmd[i] != '\t') ++i;
+    if (i > b) argv.push_back(cmd.substr(b, i - b));
+  }
+  if (argv.empty()) return {};
+  for (auto b : kBuiltins)
+    if (argv[0] == b) return {};
+  if (argv[0].find('=') != std::string::npos) return {};  // VAR=value prefix
+  if (argv[0].find('/') != std::string::npos) {
+    fs::path p = fs::path(argv[0]).is_absolute() ? fs::path(argv[0]) : fs::path(base_dir) / argv[0];
+    std::error_code ec;
+    return ::access(p.c_str(), X_OK) == 0 && fs::is_regular_file(p, ec) ? argv : std::vector<std::string>{};
+  }
+  std::string path = lookup(env, "PATH").value_or("/usr/local/bin:/usr/bin:/bin");
+  for (size_t start = 0; start <= path.size();) {
+    size_t end = path.find(':', start);
+    if (end == std::string::npos) end = path.size();
+    std::string dir = end > start ? path.substr(start, end - start) : ".";
+    std::string candidate = dir + "/" + argv[0];
+    std::error_code ec;
+    if (::access(candidate.c_str(), X_OK) == 0 && fs::is_regular_file(candidate, ec)) {
+      argv[0] = candidate;
+      return argv;
+    }
+    start = end + 1;
+  }
+  return {};  // not found: let the shell say so, with its usual exit code 127
+}
+
 TaskOutcome run_shell(const json& spec, const std::string& base_dir, EnvMap env, TaskLog& log, SignalWatch& signals) {
   TempDir tmp;
   io_env(spec, env, tmp, log);
@@ -210,7 +263,8 @@ TaskOutcome run_shell(const json& spec, const std::string& base_dir, EnvMap env,
   const json command = spec.value("command", json());
   const std::string file = str(spec, "file");
   if (command.is_string() && !command.get<std::string>().empty()) {
-    argv = {"/bin/sh", "-c", command.get<std::string>()};
+    argv = simple_command(command.get<std::string>(), env, base_dir);
+    if (argv.empty()) argv = {"/bin/sh", "-c", command.get<std::string>()};
   } else if (command.is_array() && !command.empty()) {
     for (const auto& a : command) argv.push_back(env_value(a));
   } else if (!file.empty()) {
