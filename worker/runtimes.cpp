@@ -516,7 +516,7 @@ std::variant<std::pair<std::string, std::string>, TaskOutcome> crate_binary(cons
                                 "--manifest-path",
                                 (t.crate_root / "Cargo.toml").string()};
   argv.insert(argv.end(), config.begin(), config.end());
-  TaskLog quiet;
+  TaskLog quiet(size_t{64} << 10, false);  // not the task log: only the tails are read
   ProcessResult r = run_process(process_spec(argv, env, t.crate_root.string(), std::nullopt, timeout), quiet, signals);
   if (r.end != ProcessResult::End::exited || r.exit_code != 0) {
     if (r.end == ProcessResult::End::exited)
@@ -583,7 +583,7 @@ TaskOutcome run_rust(const json& spec, const std::string& base_dir, EnvMap env, 
                                        " is missing (apt-get install librust-serde-dev librust-serde-json-dev "
                                        "librust-serde-derive-dev librust-syn-dev, or set ORK_CARGO_REGISTRY)");
 
-  TaskLog quiet;
+  TaskLog quiet(size_t{64} << 10, false);  // not the task log: only the tails are read
   ProcessResult v = run_process(process_spec({rustc, "-vV"}, env, base_dir, std::nullopt, timeout), quiet, signals);
   if (v.end != ProcessResult::End::exited || v.exit_code != 0)
     return process_failure(v, "rustc (" + rustc + ")", timeout);

@@ -747,12 +747,12 @@ class Parser {
     }
   }
 
-  // `executor: rust`: `file` is a .rs task file, a crate directory or its Cargo.toml; `function` names a binary of a
-  // crate given as a directory / Cargo.toml.
+  // `executor: rust`: `file` (required unless `config_file` is set) is a .rs task file, a crate directory or its
+  // Cargo.toml; `function` names a binary of a crate given as a directory / Cargo.toml.
   void check_rust(const Entry& te, const std::vector<Entry>& es, const TaskDefinition& t) {
     const std::string path = "tasks." + te.key;
-    if (!t.file) {
-      if (!get(es, "file"))
+    if (!t.file) {  // a task with only a `config_file` is for a custom executor
+      if (!get(es, "file") && !t.config_file)
         ctx_.error(te.key_node, path + ".file",
                    "executor 'rust' needs 'file': a .rs task file, or a crate directory or its Cargo.toml");
       return;
