@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 
 #include <cstring>
@@ -286,6 +287,23 @@ TEST_F(RustTaskTest, ConcurrentFirstBuildsShareOneBinary) {
     race += b.filename().string().rfind("race-", 0) == 0;
   }
   EXPECT_EQ(race, 1u);
+}
+
+// While another build holds the target dir's lock, a worker waits, within its timeout, and builds nothing.
+TEST_F(RustTaskTest, WaitingForTheBuildLockRespectsTheTimeout) {
+  const fs::path target = ORK_BINARY_DIR "/rust-task-target";
+  fs::create_directories(target);
+  const int fd = ::open((target / ".ork-build.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+  std::ofstream(root_ / "project" / "tasks" / "locked.rs") << "#[ork::task]\nfn locked() -> u8 { 1 }\n";
+  Result r = run({{"file", "tasks/locked.rs"}, {"timeout_seconds", 1}});
+  ::close(fd);
+  EXPECT_FAILED(r, "timeout");
+  EXPECT_NE(r.status["error"].value("message", "").find("waiting for the build lock"), std::string::npos)
+      << r.status.dump();
+  EXPECT_NE(r.log.find("rust: waiting for another build"), std::string::npos) << r.log;
+  EXPECT_EQ(r.log.find("rust: building"), std::string::npos) << r.log;
 }
 
 TEST_F(RustTaskTest, SpecErrors) {
