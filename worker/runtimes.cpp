@@ -368,11 +368,12 @@ void hash_tree(Fnv& h, const fs::path& dir) {
   for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
        it.increment(ec)) {
     const std::string name = it->path().filename().string();
+    std::error_code ignored;  // e.g. a dangling symlink: not a file to hash
     if (name.starts_with(".") || (it.depth() == 0 && name == "target")) {
-      if (it->is_directory(ec)) it.disable_recursion_pending();
+      if (it->is_directory(ignored)) it.disable_recursion_pending();
       continue;
     }
-    if (it->is_regular_file(ec) && name != "Cargo.lock") files.push_back(it->path());
+    if (it->is_regular_file(ignored) && name != "Cargo.lock") files.push_back(it->path());
   }
   if (ec) throw std::runtime_error("cannot read " + dir.string() + ": " + ec.message());
   std::sort(files.begin(), files.end());
