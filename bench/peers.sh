@@ -383,33 +383,13 @@ ork_w1=$(value_of ork W1)
 rows+=("floor: posix_spawn /bin/true x $N1, sequential|spawn_floor.cpp (g++ -O2)|$(fmt "$fseq" 1)|tasks/s|$(speed_vs_ork "$fseq" "$ork_w1" W1)|-|")
 rows+=("floor: posix_spawn /bin/true x $N1, 2 in flight|spawn_floor.cpp (g++ -O2)|$(fmt "$fpar" 1)|tasks/s|$(speed_vs_ork "$fpar" "$ork_w1" W1)|-|")
 
-date_s=$(date +%F)
-cpus=$(nproc)
-mkdir -p bench/results
-md="bench/results/$date_s.md"
-{
-  echo "| workload | tool (version) | median of $runs | unit | speed vs Ork (>1 = faster) | Ork target |"
-  echo "|---|---|---|---|---|---|"
-  for r in "${rows[@]}"; do r=${r%|*}; echo "| ${r//|/ | } |"; done
-  echo
-  echo "$(date -Is), $cpus CPUs, $(uname -sr). Task body \`true\` everywhere (make execs it without a shell;"
-  echo "snakemake runs \`true; touch {output}\` because its jobs must create their output; Celery's task runs"
-  echo "\`subprocess.run([\"true\"])\`). Times include tool start-up, except Celery's worker and Redis, started once"
-  echo "before the runs as a deployed Celery would be (its client's start-up is included)."
-  for n in "${notes[@]}"; do echo "- $n"; done
-} > "$md"
-cat "$md"
-
-json_rows=()
-for r in "${rows[@]}"; do
-  IFS='|' read -r c1 c2 c3 c4 c5 c6 c7 <<< "$r"
-  json_rows+=("$(jq -cn --arg workload "$c1" --arg tool "$c2" --arg median "$c3" --arg unit "$c4" --arg speed "$c5" \
-    --arg target "$c6" --arg runs "$c7" '{workload: $workload, tool: $tool, median: ($median | tonumber? // $median),
-      unit: $unit, speed_vs_ork: ($speed | tonumber? // null), target: $target,
-      run_seconds: ($runs | split(" ") | map(select(. != "") | tonumber))}')")
-done
-printf '%s\n' "${json_rows[@]}" | jq -s --arg date "$(date -Is)" --argjson runs "$runs" --argjson cpus "$cpus" \
-  --arg notes "$(printf '%s\n' "${notes[@]}")" \
-  '{date: $date, runs: $runs, cpus: $cpus, notes: ($notes | split("\n") | map(select(. != ""))), rows: .}' \
-  > "bench/results/$date_s.json"
-echo "bench: wrote $md and bench/results/$date_s.json" >&2
+notes+=("W1-W3: task body \`true\` everywhere (make execs it without a shell; snakemake runs \`true; touch {output}\` because its jobs must create their output; Celery's task runs \`subprocess.run([\"true\"])\`). Times include tool start-up, except Celery's worker and Redis, started once before the runs as a deployed Celery would be (its client's start-up is included).")
+# Rows and notes go to the files of bench/all.sh (one table for every workload), or to a table of their own.
+if [ -n "${BENCH_ROWS:-}" ]; then
+  printf '%s\n' "${rows[@]}" >> "$BENCH_ROWS"
+  printf '%s\n' "${notes[@]}" >> "$BENCH_NOTES"
+else
+  printf '%s\n' "${rows[@]}" > "$work/rows"
+  printf '%s\n' "${notes[@]}" > "$work/notes"
+  bench/report.sh "$work/rows" "$work/notes" "$runs"
+fi
