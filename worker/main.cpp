@@ -66,6 +66,15 @@ int main(int argc, char** argv) {
   if (ref.is_discarded() || !ref.is_object() || !ref.contains("library") || !ref["library"].is_string())
     return usage_error("ORK_OBJECT_STORE must be JSON {\"library\": \"...\", \"config\": {...}}");
 
+  // Secret values (from the host, never in spec.json): read once and removed from the environment, so neither the
+  // task nor a plugin inherits the bundle as such.
+  ork::json secrets;
+  if (const char* s = std::getenv("ORK_TASK_SECRETS"); s && *s) {
+    secrets = ork::json::parse(s, nullptr, false);
+    ::unsetenv("ORK_TASK_SECRETS");
+    if (secrets.is_discarded() || !secrets.is_object()) return usage_error("ORK_TASK_SECRETS must be a JSON object");
+  }
+
   std::unique_ptr<ork::ObjectProxy> store;
   ork::json spec;
   try {
@@ -88,7 +97,7 @@ int main(int argc, char** argv) {
     return kExitUsage;
   }
   try {
-    return Worker(*store, std::move(spec), spec_key, signals, heartbeat_interval()).run();
+    return Worker(*store, std::move(spec), spec_key, signals, heartbeat_interval(), std::move(secrets)).run();
   } catch (const std::exception& e) {
     std::cerr << "ork-worker: " << e.what() << std::endl;
     return kExitFailed;

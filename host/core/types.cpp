@@ -934,9 +934,10 @@ std::optional<std::string> TypeSystem::assignable(const Type& src, const Type& d
   return Assign(*this).check(src, dst, "");
 }
 
-TypePtr TypeSystem::at_path(const TypePtr& t, const std::vector<PathStep>& path, std::string* why) const {
+TypePtr TypeSystem::at_path(const TypePtr& t, const std::vector<PathStep>& path, std::string* why,
+                            const std::string& root) const {
   TypePtr cur = t;
-  std::string walked;
+  std::string walked = root;
   for (const auto& step : path) {
     const std::string label = step.is_index ? "[" + std::to_string(step.index) + "]" : step.key;
     // Look through None and aliases: a null at run time fails the lookup there, with its own message.
@@ -957,7 +958,7 @@ TypePtr TypeSystem::at_path(const TypePtr& t, const std::vector<PathStep>& path,
       }
       r = non_null[0];
     }
-    const std::string here = walked.empty() ? "the value" : "'" + walked + "'";
+    const std::string& here = walked;
     switch (r->kind) {
       case Kind::Any:
         return r;
@@ -989,7 +990,7 @@ TypePtr TypeSystem::at_path(const TypePtr& t, const std::vector<PathStep>& path,
         if (why) *why = here + " is " + display(*cur) + ", which has no field '" + label + "'";
         return nullptr;
     }
-    walked += step.is_index ? label : (walked.empty() ? "" : ".") + label;
+    walked += step.is_index ? label : "." + label;
   }
   return cur;
 }

@@ -104,8 +104,9 @@ class TypeSystem {
   std::optional<std::string> assignable(const Type& src, const Type& dst) const;
 
   // The type found at `path` inside a value of type `t` (nullptr if `t` has no such field: `why` says what is
-  // wrong). Nullable steps are looked through. Any gives Any.
-  TypePtr at_path(const TypePtr& t, const std::vector<PathStep>& path, std::string* why) const;
+  // wrong, naming the value `root`). Nullable steps are looked through. Any gives Any.
+  TypePtr at_path(const TypePtr& t, const std::vector<PathStep>& path, std::string* why,
+                  const std::string& root = "the value") const;
 
   bool nullable(const Type& t) const;
   std::string display(const Type& t) const;  // "list[User]", "int | None", "{id: int, name: str}"

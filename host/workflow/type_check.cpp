@@ -117,7 +117,7 @@ class Checker {
     if (!base) return nullptr;
     std::vector<PathStep> rest(path.begin() + 1, path.end());
     std::string w;
-    TypePtr list = ts_.at_path(base, rest, &w);
+    TypePtr list = ts_.at_path(base, rest, &w, path[0].key);
     if (!list) {
       if (why) *why = "foreach '" + t.parallel.ref + "': " + w;
       return nullptr;
@@ -160,8 +160,8 @@ class Checker {
     }
     if (!base) return nullptr;
     std::string w;
-    TypePtr r = ts_.at_path(base, rest, &w);
-    if (!r && why) *why = "'" + e.source() + "': " + (root == "item" ? "the item" : root) + ": " + w;
+    TypePtr r = ts_.at_path(base, rest, &w, root == "ctx" || root == "context" ? root + "." + e.path[1].key : root);
+    if (!r && why) *why = "'" + e.source() + "': " + w;
     return r;
   }
 
@@ -275,7 +275,7 @@ class Checker {
       if (has_expression(v)) continue;  // structured values with expressions inside: checked when rendered
       json copy = v;
       auto issues = ts_.validate(*f->type, copy, "input." + key, 1);
-      if (!issues.empty()) problem(where, "input '" + key + "': " + issues[0].str());
+      if (!issues.empty()) problem(where, issues[0].str());
     }
 
     // Fields filled by the engine: a dependency's whole output under its name, the foreach item.
