@@ -917,7 +917,7 @@ class Assign {
         if (d_needs) return fp + ": required field '" + df.name + "' (" + ts_.display(*df.type) + ") is not produced";
         continue;
       }
-      if (d_needs && !sf->fallback && !sf->required)
+      if (d_needs && !sf->fallback && ts_.nullable(*sf->type))
         return fp + ": may be missing or None but " + ts_.display(*df.type) + " is required";
       if (auto why = check(*sf->type, *df.type, fp)) return why;
     }
@@ -977,7 +977,8 @@ TypePtr TypeSystem::at_path(const TypePtr& t, const std::vector<PathStep>& path,
         break;
       }
       case Kind::List:
-        if (!step.is_index) {
+        if (!step.is_index &&
+            !std::all_of(step.key.begin(), step.key.end(), [](char c) { return c >= '0' && c <= '9'; })) {
           if (why) *why = here + " is " + display(*cur) + ": use an index like [0], not '" + label + "'";
           return nullptr;
         }

@@ -19,8 +19,7 @@ using TypePtr = std::shared_ptr<const Type>;
 
 struct Field {
   std::string name;
-  TypePtr type;
-  bool required = true;          // false when the type is nullable or a default is given
+  TypePtr type;                  // a nullable type makes the field optional
   std::optional<json> fallback;  // the `= default` value
 };
 

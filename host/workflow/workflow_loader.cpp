@@ -1000,11 +1000,11 @@ class Parser {
           if (r == "ctx" || r == "context") {
             std::string fields;
             for (const auto& c : context_fields()) fields += (fields.empty() ? "" : ", ") + c;
-            if (e.path.size() < 2 || e.path[1].is_index ||
-                std::find(context_fields().begin(), context_fields().end(), e.path[1].key) == context_fields().end())
-              ctx_.error(m, field,
-                         "'" + e.source() + "': unknown context field" +
-                             (e.path.size() < 2 ? "" : " '" + e.path[1].key + "'") + " (fields: " + fields + ")");
+            if (e.path.size() >= 2 && (e.path[1].is_index || std::find(context_fields().begin(), context_fields().end(),
+                                                                       e.path[1].key) == context_fields().end()))
+              ctx_.error(
+                  m, field,
+                  "'" + e.source() + "': unknown context field '" + e.path[1].key + "' (fields: " + fields + ")");
             continue;
           }
           if (r == t.name) {
