@@ -3,10 +3,14 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "worker.hpp"
+
+extern char** environ;
 
 namespace {
 
@@ -65,6 +69,17 @@ int main(int argc, char** argv) {
   auto ref = ork::json::parse(store_env, nullptr, false);
   if (ref.is_discarded() || !ref.is_object() || !ref.contains("library") || !ref["library"].is_string())
     return usage_error("ORK_OBJECT_STORE must be JSON {\"library\": \"...\", \"config\": {...}}");
+
+  // The host's own secret variables (ORK_SECRET_*) may reach us through an executor that passes its environment on:
+  // a task sees only the secrets its definition names.
+  const char* prefix_env = std::getenv("ORK_SECRET_ENV_PREFIX");
+  const std::string prefix = prefix_env ? prefix_env : "ORK_SECRET_";
+  std::vector<std::string> hidden;
+  for (char** e = environ; !prefix.empty() && *e; ++e)
+    if (std::strncmp(*e, prefix.c_str(), prefix.size()) == 0)
+      if (const char* eq = std::strchr(*e, '=')) hidden.emplace_back(*e, static_cast<size_t>(eq - *e));
+  for (const auto& name : hidden) ::unsetenv(name.c_str());
+  ::unsetenv("ORK_SECRET_ENV_PREFIX");
 
   // Secret values (from the host, never in spec.json): read once and removed from the environment, so neither the
   // task nor a plugin inherits the bundle as such.

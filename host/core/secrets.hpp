@@ -60,6 +60,7 @@ class SecretSource {
   std::string require(const std::string& name) const;
   std::string env_name(const std::string& name) const;
   const std::string& file() const { return file_; }
+  const std::string& env_prefix() const { return prefix_; }
 
  private:
   std::string file_;

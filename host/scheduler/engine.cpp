@@ -858,6 +858,7 @@ void Engine::dispatch(RunState& r, TaskState& t) {
                 {"ORK_TASK_CANCEL_GRACE_MS", std::to_string(cfg_.cancel_grace_ms / 2)}};
   // Secret values travel in the worker's environment only, never in spec.json (docs/workflows.md, "Secrets").
   if (prep.has_secrets()) exec_env["ORK_TASK_SECRETS"] = prep.secrets_payload().dump();
+  exec_env["ORK_SECRET_ENV_PREFIX"] = secrets_.env_prefix();  // the worker hides the host's ORK_SECRET_* from tasks
   json exec_cfg{{"task_id", t.id()},
                 {"run_id", r.id()},
                 {"task_name", def.name},
