@@ -371,3 +371,13 @@ tasks:
                                                                  "chmod 600"),
             std::string::npos);
 }
+
+TEST(TypesE2E, TypedContractsExampleRuns) {
+  Env e;
+  auto r = run(e.prefix() + std::string(ORK_SOURCE_DIR) + "/examples/typed-contracts/run.sh " + kHost + " 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("with ***"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("demo-token-123"), std::string::npos) << r.output;
+  auto t = e.tasks();
+  EXPECT_EQ(t["report"]["output"], json({{"title", "Row counts"}, {"total_rows", 5}, {"files", 2}, {"signed", true}}));
+}
