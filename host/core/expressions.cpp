@@ -70,7 +70,8 @@ bool parse_path(const std::string& text, std::vector<PathStep>& path, std::strin
       i = close + 1;
     } else {
       error = "unexpected '" + text.substr(i) +
-              "' (only name paths like task.field, task.list[0], input.key, item, ctx.run_id are supported)";
+              "' (only name paths like task.field, task.list[0], input.key, item, ctx.run_id, or a quoted text, are "
+              "supported)";
       return false;
     }
   }
@@ -83,7 +84,13 @@ std::vector<Expression> find_expressions(const std::string& s) {
   while (true) {
     size_t open = s.find("{{", from);
     if (open == std::string::npos) break;
-    size_t close = s.find("}}", open + 2);
+    size_t search = open + 2;
+    const size_t first = s.find_first_not_of(" \t", open + 2);
+    if (first != std::string::npos && (s[first] == '\'' || s[first] == '"')) {
+      size_t q = s.find(s[first], first + 1);  // a quoted literal may contain "}}"
+      if (q != std::string::npos) search = q + 1;
+    }
+    size_t close = s.find("}}", search);
     if (close == std::string::npos) break;
     Expression e;
     e.begin = open;
@@ -91,7 +98,13 @@ std::vector<Expression> find_expressions(const std::string& s) {
     std::string inner = s.substr(open + 2, close - open - 2);
     size_t a = inner.find_first_not_of(" \t"), b = inner.find_last_not_of(" \t");
     e.text = a == std::string::npos ? "" : inner.substr(a, b - a + 1);
-    if (!parse_path(e.text, e.path, e.error)) e.path.clear();
+    const std::string& t = e.text;
+    if (t.size() >= 2 && (t[0] == '\'' || t[0] == '"') && t.back() == t[0] && t.find(t[0], 1) == t.size() - 1) {
+      e.is_literal = true;
+      e.literal = t.substr(1, t.size() - 2);
+    } else if (!parse_path(e.text, e.path, e.error)) {
+      e.path.clear();
+    }
     out.push_back(std::move(e));
     from = close + 2;
   }
@@ -177,12 +190,13 @@ json render_string(const std::string& s, const json& scope, const std::string& w
   for (const auto& e : exprs)
     if (e.error.empty()) valid.push_back(&e);
   if (valid.empty()) return s;
-  if (valid.size() == 1 && valid[0]->begin == 0 && valid[0]->end == s.size()) return lookup(*valid[0], scope, where);
+  auto value = [&](const Expression& e) { return e.is_literal ? json(e.literal) : lookup(e, scope, where); };
+  if (valid.size() == 1 && valid[0]->begin == 0 && valid[0]->end == s.size()) return value(*valid[0]);
   std::string out;
   size_t pos = 0;
   for (const Expression* e : valid) {
     out.append(s, pos, e->begin - pos);
-    out += value_text(lookup(*e, scope, where));
+    out += value_text(value(*e));
     pos = e->end;
   }
   out.append(s, pos, std::string::npos);

@@ -19,11 +19,14 @@ struct Expression {
   std::string text;            // the trimmed inside, e.g. "fetch.rows[0].id"
   std::vector<PathStep> path;  // parsed path; empty when `error` is set
   std::string error;           // why the inside is not a valid path ("" when valid)
+  bool is_literal = false;     // `{{ '...' }}` / `{{ "..." }}`: a quoted text, e.g. `{{ '{{' }}` for a literal "{{"
+  std::string literal;         // its text
   const std::string& root() const { return path.front().key; }
   std::string source() const { return "{{ " + text + " }}"; }
 };
 
-// Every `{{ ... }}` in `s`, valid or not, in order. A `{{` without a closing `}}` is plain text.
+// Every `{{ ... }}` in `s`, valid or not, in order. A `{{` without a closing `}}` is plain text. A quoted inside
+// (`{{ '}}' }}`) may hold braces.
 std::vector<Expression> find_expressions(const std::string& s);
 
 // Parses the inside of an expression: `root(.key | .N | [N])*`, keys of letters, digits, '_' and '-'.

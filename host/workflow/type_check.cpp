@@ -134,6 +134,7 @@ class Checker {
   // The static type of expression `e` in task `t`: nullptr when unknown (untyped producer, run input) or wrong
   // (`why` set).
   TypePtr expr_type(const TaskDefinition& t, const Expression& e, std::string* why, std::string* from) {
+    if (e.is_literal) return builtin("str");
     const std::string& root = e.root();
     std::vector<PathStep> rest(e.path.begin() + 1, e.path.end());
     TypePtr base;

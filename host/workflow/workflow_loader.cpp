@@ -988,6 +988,7 @@ class Parser {
             ctx_.error(m, field, "invalid expression '{{ " + e.text + " }}': " + e.error);
             continue;
           }
+          if (e.is_literal) continue;
           const std::string& r = e.root();
           const bool is_ctx_field =
               std::find(context_fields().begin(), context_fields().end(), r) != context_fields().end();

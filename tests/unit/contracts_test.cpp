@@ -201,12 +201,13 @@ tasks:
   EXPECT_EQ(e[2], "10:10: tasks.use.input.c: '{{ item.x }}': 'item' is defined only in foreach tasks");
   EXPECT_EQ(e[3],
             "11:10: tasks.use.input.d: invalid expression '{{ fetch.x | upper }}': unexpected ' | upper' (only "
-            "name paths like task.field, task.list[0], input.key, item, ctx.run_id are supported)");
+            "name paths like task.field, task.list[0], input.key, item, ctx.run_id, or a quoted text, are "
+            "supported)");
   EXPECT_EQ(e[4], "12:34: tasks.use.input.e[1]: '{{ use.x }}' refers to the task's own output");
-  // ... and a valid one adds the dependency.
+  // ... a valid one adds the dependency, and a quoted text is how a literal "{{" is written.
   WorkflowDefinition wf = load(
       "name: w\ntasks:\n  a:\n    command: x\n  b:\n    command: x\n    env:\n"
-      "      V: \"{{ a.v }}\"\n");
+      "      V: \"{{ a.v }}\"\n      J: \"{{ '{{' }} name | upper {{ '}}' }}\"\n");
   EXPECT_EQ(wf.tasks[1].depends_on, std::vector<std::string>{"a"});
 }
 

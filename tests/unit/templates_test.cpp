@@ -103,3 +103,11 @@ TEST(Templates, FindExpressionsReportsInvalidOnes) {
   EXPECT_NE(e[1].error.find("unexpected ' | upper'"), std::string::npos);
   EXPECT_EQ(e[2].error, "empty expression");
 }
+
+TEST(Templates, QuotedTextIsALiteralEscape) {
+  json scope{{"a", {{"n", 2}}}};
+  EXPECT_EQ(resolve_templates("{{ '{{' }} name | upper {{ '}}' }}", scope), "{{ name | upper }}");
+  EXPECT_EQ(resolve_templates("{{ \"}}\" }}", scope), "}}");
+  EXPECT_EQ(resolve_templates("{{ 'x' }}", scope), "x");  // a whole literal is a string
+  EXPECT_EQ(resolve_templates("n={{ a.n }} {{ '{{' }}", scope), "n=2 {{");
+}
