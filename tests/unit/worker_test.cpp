@@ -339,14 +339,16 @@ TEST_F(WorkerTest, SecretsFromTheHostReachTheTaskMaskedEverywhere) {
   auto r = run(make_spec({{"env", {{"PLAIN", "p"}}},
                           {"command",
                            "f=\"$ORK_SECRETS_DIR/creds/sa.json\"; echo \"dir $ORK_SECRETS_DIR\" > secrets_dir; "
-                           "stat -c %a \"$f\" > mode; echo \"token $TOKEN\"; head -n1 \"$f\"; tail -n1 \"$f\"; echo; "
+                           "stat -c %a \"$f\" > mode; echo \"token $TOKEN\"; echo \"first $(head -n1 \"$f\")\"; echo "
+                           "\"second $(tail -n1 \"$f\")\"; "
                            "echo \"host: ${ORK_SECRET_OTHER:-none} bundle: ${ORK_TASK_SECRETS:-none}\"; "
                            "echo \"{\\\"t\\\": \\\"$TOKEN\\\", \\\"p\\\": \\\"$PLAIN\\\"}\""}}),
                {{"ORK_TASK_SECRETS", secrets.dump()}, {"ORK_SECRET_OTHER", "host-only-value"}});
   EXPECT_SUCCESS(r);
   EXPECT_EQ(*r.output, json({{"t", "***"}, {"p", "p"}}));
   EXPECT_NE(r.log.find("token ***"), std::string::npos) << r.log;
-  EXPECT_NE(r.log.find("token ***\n***\n***\n"), std::string::npos) << r.log;  // each line of a multi-line secret
+  EXPECT_NE(r.log.find("token ***\nfirst ***\nsecond ***\n"), std::string::npos)
+      << r.log;  // each line of a multi-line secret
   EXPECT_NE(r.log.find("host: none bundle: none"), std::string::npos) << r.log;
   EXPECT_EQ(read_text(project_ / "mode"), "600\n");
   std::string dir = read_text(project_ / "secrets_dir").substr(4);
