@@ -132,7 +132,7 @@ void TaskLog::append(std::string_view data) {
     }
     store(data);
   }
-  write_all(STDERR_FILENO, data);
+  if (tee_) write_all(STDERR_FILENO, data);
 }
 
 void TaskLog::flush() {
@@ -143,7 +143,7 @@ void TaskLog::flush() {
     rest = masking_->finish();
     store(rest);
   }
-  write_all(STDERR_FILENO, rest);
+  if (tee_) write_all(STDERR_FILENO, rest);
 }
 
 void TaskLog::note(std::string_view line) {
