@@ -15,6 +15,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "core/secrets.hpp"
+#include "core/types.hpp"
 #include "core/util.hpp"
 #include "loader/plugin_loader.hpp"
 #include "scheduler/cron.hpp"
@@ -124,9 +126,10 @@ std::string deploy_file(ork::Engine& eng, const std::string& path) {
   return wf.name;
 }
 
-// Drives `run_id` (already started or taken over by h's engine) to its end with live progress; prints the tasks
-// and returns the exit code: 0 success, 1 failed, 130 cancelled.
-int drive(Host& h, const std::string& run_id) {
+// Drives `run_id` (already started or taken over by h's engine; or started by `start`, once progress is watched, so
+// tasks that fail at once are shown too) to its end with live progress; prints the tasks and returns the exit code:
+// 0 success, 1 failed, 130 cancelled.
+int drive(Host& h, std::string run_id, const std::function<std::string()>& start = {}) {
   // Final state per task from the event stream (not a re-read of every row: a 10,000-instance fan-out stays cheap).
   struct Final {
     std::string status;
@@ -170,6 +173,10 @@ int drive(Host& h, const std::string& run_id) {
     });
   };
   signals.async_wait(on_signal);
+  if (start) {
+    run_id = start();
+    std::cout << "run id " << run_id << std::endl;
+  }
   if (h.eng->active_runs() > 0) h.io.run();
   auto run = h.plugins->state().get_run({{"id", run_id}});
   std::string status = run ? run->value("status", "?") : "?";
@@ -195,9 +202,8 @@ int cmd_run(const Options& o, const std::string& file, const std::vector<std::st
   Host h(o);
   std::string name = deploy_file(*h.eng, file);
   std::cout << "run of workflow " << name << std::endl;
-  std::string run_id = h.eng->start_run(name, parse_inputs(inputs), "manual");
-  std::cout << "run id " << run_id << std::endl;
-  return drive(h, run_id);
+  json input = parse_inputs(inputs);
+  return drive(h, "", [&] { return h.eng->start_run(name, input, "manual"); });
 }
 
 int cmd_retry(const Options& o, const std::string& run_id, const std::string& task) {
@@ -292,6 +298,48 @@ int cmd_validate(const std::string& file) {
   return 0;
 }
 
+// Writes JSON Schema (draft 2020-12) for the workflow's types and each task's input/output type.
+int cmd_schema_export(const std::string& file, const std::string& out_file) {
+  ork::WorkflowDefinition wf = ork::load_workflow_file(file);
+  ork::TypeSystem ts = ork::TypeSystem::compile(wf.types);
+  std::map<std::string, ork::TypePtr> tasks;
+  for (const auto& t : wf.tasks) {
+    if (!t.input_type.is_null()) tasks[t.name + ".input"] = ts.parse(t.input_type, "tasks." + t.name + ".input_type");
+    if (!t.output_type.is_null())
+      tasks[t.name + ".output"] = ts.parse(t.output_type, "tasks." + t.name + ".output_type");
+  }
+  std::string text = ts.schema_document("Types of workflow " + wf.name, tasks).dump(2) + "\n";
+  if (out_file.empty() || out_file == "-") {
+    std::cout << text;
+    return 0;
+  }
+  std::ofstream out(out_file, std::ios::binary | std::ios::trunc);
+  if (!(out << text) || !out.flush()) throw std::runtime_error("cannot write " + out_file);
+  std::cerr << "wrote " << out_file << " (" << ts.named().size() << " types, " << tasks.size() << " task types)\n";
+  return 0;
+}
+
+// Masks the values of the secrets `wf_name` refers to (belt and braces: the worker already masks what it writes).
+json mask_workflow_secrets(Host& h, const std::string& wf_name, const json& value) {
+  std::vector<std::string> values;
+  try {
+    auto rec = h.plugins->state().get_workflow({{"name", wf_name}});
+    if (!rec) return value;
+    auto wf = (*rec)["definition"].get<ork::WorkflowDefinition>();
+    ork::SecretSource src(h.plugins->config().secrets, h.plugins->config().dir);
+    for (const auto& t : wf.tasks) {
+      for (const auto& [k, v] : t.env)
+        if (v.secret)
+          if (auto s = src.get(*v.secret)) values.push_back(*s);
+      for (const auto& f : t.secrets)
+        if (auto s = src.get(f.secret)) values.push_back(*s);
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("cannot read the workflow's secrets to mask them: {}", e.what());
+  }
+  return ork::Masker(values).mask(value);
+}
+
 int cmd_status(const Options& o, const std::string& run_id) {
   Host h(o);
   auto run = h.plugins->state().get_run({{"id", run_id}});
@@ -301,7 +349,7 @@ int cmd_status(const Options& o, const std::string& run_id) {
   }
   json out = *run;
   out["tasks"] = h.plugins->state().get_task_runs({{"run_id", run_id}})["tasks"];
-  std::cout << out.dump(2) << "\n";
+  std::cout << mask_workflow_secrets(h, run->value("workflow_name", ""), out).dump(2) << "\n";
   return 0;
 }
 
@@ -345,7 +393,13 @@ int main(int argc, char** argv) {
   auto* plugins = app.add_subcommand("plugins", "list the loaded plugins: kind, name, version, ABI");
   auto* validate = app.add_subcommand("validate", "check a workflow YAML file");
   validate->add_option("workflow", file, "workflow YAML file")->required();
-  auto* status = app.add_subcommand("status", "print a run and its tasks as JSON");
+  auto* schema = app.add_subcommand("schema", "type schemas of a workflow");
+  schema->require_subcommand(1);
+  auto* schema_export = schema->add_subcommand("export", "write JSON Schema (draft 2020-12) for every type");
+  schema_export->add_option("workflow", file, "workflow YAML file")->required();
+  std::string out_file;
+  schema_export->add_option("-o,--output", out_file, "output file (default: stdout)");
+  auto* status = app.add_subcommand("status", "print a run and its tasks as JSON (secret values masked)");
   status->add_option("run_id", run_id)->required();
   auto* runs = app.add_subcommand("runs", "list recent runs");
   std::string task;
@@ -366,12 +420,16 @@ int main(int argc, char** argv) {
     if (*tick) return cmd_tick(o);
     if (*plugins) return cmd_plugins(o);
     if (*validate) return cmd_validate(file);
+    if (*schema_export) return cmd_schema_export(file, out_file);
     if (*status) return cmd_status(o, run_id);
     if (*runs) return cmd_runs(o);
     if (*retry) return cmd_retry(o, run_id, task);
     if (*cancel) return cmd_cancel(o, run_id, task);
   } catch (const ork::CronError& e) {
     std::cerr << "error: schedule: " << e.what() << "\n";
+    return 2;
+  } catch (const ork::TypeError& e) {
+    std::cerr << "error: " << e.what() << "\n";
     return 2;
   } catch (const ork::WorkflowError& e) {
     std::cerr << e.what() << "\n";
