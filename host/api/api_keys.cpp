@@ -145,6 +145,7 @@ void ApiKeyStore::write_file(const std::vector<Record>& recs) const {
 
 template <class F>
 auto ApiKeyStore::locked_update(F&& f) {
+  if (fs::path p(path_); p.has_parent_path()) fs::create_directories(p.parent_path());
   LockFile lock(path_ + ".lock");
   std::vector<Record> recs = read_file();
   return f(recs);
