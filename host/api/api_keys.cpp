@@ -107,7 +107,8 @@ std::vector<ApiKeyStore::Record> ApiKeyStore::read_file() const {
     r.info.name = k.value("name", "");
     r.info.scope = parse_scope(k.value("scope", "read")).value_or(Scope::read);
     r.info.created_at = k.value("created_at", "");
-    r.info.revoked_at = k.contains("revoked_at") && k["revoked_at"].is_string() ? k["revoked_at"].get<std::string>() : "";
+    r.info.revoked_at =
+        k.contains("revoked_at") && k["revoked_at"].is_string() ? k["revoked_at"].get<std::string>() : "";
     r.salt_hex = k.value("salt", "");
     r.hash_hex = k.value("hash", "");
     if (!r.info.id.empty() && !r.hash_hex.empty()) out.push_back(std::move(r));
@@ -221,8 +222,7 @@ std::optional<Scope> ApiKeyStore::verify(const std::string& key) {
     if (r.info.id != id) continue;
     if (!r.info.revoked_at.empty()) return std::nullopt;
     std::string h = api_key_hash(r.salt_hex, key);
-    if (h.size() != r.hash_hex.size() || CRYPTO_memcmp(h.data(), r.hash_hex.data(), h.size()) != 0)
-      return std::nullopt;
+    if (h.size() != r.hash_hex.size() || CRYPTO_memcmp(h.data(), r.hash_hex.data(), h.size()) != 0) return std::nullopt;
     return r.info.scope;
   }
   return std::nullopt;

@@ -130,9 +130,8 @@ void Session::read() {
   parser_->body_limit(srv_.cfg.max_body);
   parser_->header_limit(kHeaderLimit);
   stream_.expires_after(kIdleTimeout);
-  http::async_read(stream_, buf_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) {
-    self->on_read(ec);
-  });
+  http::async_read(stream_, buf_, *parser_,
+                   [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
 }
 
 void Session::on_read(beast::error_code ec) {
@@ -211,6 +210,7 @@ void Session::respond(Response res) {
   res_.body() = std::move(res.body);
   res_.keep_alive(keep_alive_);
   res_.prepare_payload();
+  stream_.expires_after(kIdleTimeout);
   http::async_write(stream_, res_, [self = shared_from_this()](beast::error_code ec, size_t) {
     self->finish_write(ec, self->keep_alive_);
   });
@@ -315,7 +315,8 @@ ApiConfig ApiConfig::from_env() {
   c.bind = env_str("ORK_API_BIND", c.bind);
   c.port = static_cast<uint16_t>(env_int("ORK_API_PORT", c.port));
   c.threads = static_cast<int>(std::max<int64_t>(1, env_int("ORK_API_THREADS", c.threads)));
-  c.max_body = static_cast<size_t>(std::max<int64_t>(1024, env_int("ORK_API_MAX_BODY", static_cast<int64_t>(c.max_body))));
+  c.max_body =
+      static_cast<size_t>(std::max<int64_t>(1024, env_int("ORK_API_MAX_BODY", static_cast<int64_t>(c.max_body))));
   c.auth = env_str("ORK_API_AUTH", c.auth);
   c.keys_file = env_str("ORK_API_KEYS_FILE", c.keys_file);
   c.static_dir = env_str("ORK_API_STATIC_DIR", c.static_dir);
@@ -382,7 +383,8 @@ void ApiServer::start() {
   m.service = std::make_unique<Service>(m.engine_io, m.io, m.engine, m.plugins, m.cfg, m.hub);
   size_t keys = m.service->keys().active_count();
   if (!loopback && keys == 0)
-    throw std::runtime_error("refusing to serve the API on " + m.cfg.bind + " without API keys: create one with `ork-host apikey create --scope admin` (stored in " +
+    throw std::runtime_error("refusing to serve the API on " + m.cfg.bind +
+                             " without API keys: create one with `ork-host apikey create --scope admin` (stored in " +
                              m.service->keys().path() + "), or bind to 127.0.0.1");
   m.server = std::make_unique<Server>(*m.service, m.cfg);
   std::string bind = m.cfg.bind == "localhost" ? "127.0.0.1" : m.cfg.bind;

@@ -20,8 +20,8 @@ class EventChannel {
 };
 
 struct Request {
-  std::string method;                          // "GET", "POST", ...
-  std::string path;                            // decoded, without the query string
+  std::string method;                             // "GET", "POST", ...
+  std::string path;                               // decoded, without the query string
   std::multimap<std::string, std::string> query;  // decoded
   std::map<std::string, std::string> params;      // path parameters of the matched route
   std::string body;

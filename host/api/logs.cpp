@@ -167,7 +167,8 @@ Response Service::task_logs(const Request& r) {
   std::vector<json> mine;
   for (auto& t : rows)
     if (t.value("task_name", "") == name) mine.push_back(std::move(t));
-  if (mine.empty()) throw ApiError(404, "task_not_found", "run " + id + " has no task '" + name + "'", {{"task", name}});
+  if (mine.empty())
+    throw ApiError(404, "task_not_found", "run " + id + " has no task '" + name + "'", {{"task", name}});
   json row;
   if (index >= 0) {
     for (auto& t : mine)
@@ -185,10 +186,10 @@ Response Service::task_logs(const Request& r) {
   }
   int64_t latest = row.value("attempt", int64_t(0));
   if (attempt > latest)
-    throw ApiError(404, "attempt_not_found",
-                   "task '" + name + "' has run " + std::to_string(latest) + " attempt(s); no attempt " +
-                       std::to_string(attempt),
-                   {{"attempts", latest}});
+    throw ApiError(
+        404, "attempt_not_found",
+        "task '" + name + "' has run " + std::to_string(latest) + " attempt(s); no attempt " + std::to_string(attempt),
+        {{"attempts", latest}});
   if (follow) {
     Response res;
     res.content_type = "text/event-stream";

@@ -31,9 +31,9 @@ const std::vector<RouteSpec>& route_specs();
 std::vector<std::string> path_params(const std::string& path_template);
 
 struct RouteMatch {
-  const RouteSpec* route = nullptr;             // null when nothing matched
-  std::map<std::string, std::string> params;    // decoded path parameters
-  std::vector<std::string> allowed;             // methods of the routes whose path matched (405 Allow)
+  const RouteSpec* route = nullptr;           // null when nothing matched
+  std::map<std::string, std::string> params;  // decoded path parameters
+  std::vector<std::string> allowed;           // methods of the routes whose path matched (405 Allow)
 };
 
 // Matches a request path (raw, without the query) against the table; parameters are percent-decoded.

@@ -24,7 +24,7 @@ namespace asio = boost::asio;
 namespace {
 
 const std::set<std::string> kRunStatuses = {"pending", "running", "success", "failed", "cancelled"};
-const std::set<std::string> kTaskStatuses = {"pending", "dispatched", "running", "success",
+const std::set<std::string> kTaskStatuses = {"pending", "dispatched", "running",  "success",
                                              "failed",  "skipped",    "cancelled"};
 
 int64_t steady_ms() {
@@ -168,8 +168,8 @@ json parse_json_body(const Request& r, bool allow_empty) {
   }
   const std::string& ct = r.content_type;
   // curl -d sends application/x-www-form-urlencoded: taken as the JSON it carries. Multipart, HTML... are refused.
-  bool ok = ct.empty() || ct == "application/json" || ct == "text/plain" ||
-            ct == "application/x-www-form-urlencoded" || (ct.size() > 5 && ct.compare(ct.size() - 5, 5, "+json") == 0);
+  bool ok = ct.empty() || ct == "application/json" || ct == "text/plain" || ct == "application/x-www-form-urlencoded" ||
+            (ct.size() > 5 && ct.compare(ct.size() - 5, 5, "+json") == 0);
   if (!ok) throw ApiError(415, "unsupported_media_type", "expected Content-Type: application/json, got " + ct);
   json j;
   try {
@@ -188,9 +188,9 @@ json parse_json_body(const Request& r, bool allow_empty) {
     std::string what = e.what();
     if (auto p = what.find("] "); p != std::string::npos) what = what.substr(p + 2);
     if (auto p = what.find(": "); what.rfind("parse error", 0) == 0 && p != std::string::npos)
-      what = what.substr(p + 2);  // nlohmann's own "parse error at line L, column C: 
-    throw ApiError(400, "invalid_json", "malformed JSON at line " + std::to_string(line) + ", column " +
-                                            std::to_string(col) + ": " + what,
+      what = what.substr(p + 2);  // nlohmann's own "parse error at line L, column C:
+    throw ApiError(400, "invalid_json",
+                   "malformed JSON at line " + std::to_string(line) + ", column " + std::to_string(col) + ": " + what,
                    {{"line", line}, {"column", col}, {"byte", e.byte}});
   }
   if (!j.is_object()) throw ApiError(400, "invalid_json", "expected a JSON object, got " + std::string(j.type_name()));
@@ -294,7 +294,6 @@ bool Service::auth_required() {
   return keys_.active_count() > 0;
 }
 
-
 void Service::handle(Request req, Reply reply) {
   try {
     RouteMatch m = match_route(req.method, req.path);
@@ -339,11 +338,10 @@ void Service::handle(Request req, Reply reply) {
         return reply(std::move(res));
       }
       if (static_cast<int>(*scope) < static_cast<int>(m.route->scope))
-        return reply(error_response(
-            403, "forbidden",
-            std::string("this route needs the '") + scope_name(m.route->scope) + "' scope; the key has '" +
-                scope_name(*scope) + "'",
-            {{"required", scope_name(m.route->scope)}, {"granted", scope_name(*scope)}}));
+        return reply(error_response(403, "forbidden",
+                                    std::string("this route needs the '") + scope_name(m.route->scope) +
+                                        "' scope; the key has '" + scope_name(*scope) + "'",
+                                    {{"required", scope_name(m.route->scope)}, {"granted", scope_name(*scope)}}));
     }
     req.params = std::move(m.params);
     dispatch(m.route->operation_id, req, reply);
@@ -356,17 +354,20 @@ void Service::dispatch(const std::string& op, Request& r, Reply& reply) {
   using Sync = Response (Service::*)(const Request&);
   using Async = void (Service::*)(Request&, Reply&);
   static const std::unordered_map<std::string, Sync> sync = {
-      {"getHealth", &Service::health},          {"listWorkflows", &Service::list_workflows},
-      {"getWorkflow", &Service::get_workflow},  {"listRuns", &Service::list_runs},
-      {"getRun", &Service::get_run},            {"listRunTasks", &Service::list_run_tasks},
-      {"getTaskLogs", &Service::task_logs},     {"streamEvents", &Service::events},
-      {"getTask", &Service::get_task},          {"listApiKeys", &Service::list_keys},
-      {"createApiKey", &Service::create_key},   {"revokeApiKey", &Service::revoke_key},
+      {"getHealth", &Service::health},         {"listWorkflows", &Service::list_workflows},
+      {"getWorkflow", &Service::get_workflow}, {"listRuns", &Service::list_runs},
+      {"getRun", &Service::get_run},           {"listRunTasks", &Service::list_run_tasks},
+      {"getTaskLogs", &Service::task_logs},    {"streamEvents", &Service::events},
+      {"getTask", &Service::get_task},         {"listApiKeys", &Service::list_keys},
+      {"createApiKey", &Service::create_key},  {"revokeApiKey", &Service::revoke_key},
   };
   static const std::unordered_map<std::string, Async> async = {
-      {"deployWorkflow", &Service::deploy_workflow}, {"deleteWorkflow", &Service::delete_workflow},
-      {"startRun", &Service::start_run},             {"cancelRun", &Service::cancel_run},
-      {"retryRun", &Service::retry_run},             {"submitTask", &Service::submit_task},
+      {"deployWorkflow", &Service::deploy_workflow},
+      {"deleteWorkflow", &Service::delete_workflow},
+      {"startRun", &Service::start_run},
+      {"cancelRun", &Service::cancel_run},
+      {"retryRun", &Service::retry_run},
+      {"submitTask", &Service::submit_task},
   };
   if (op == "getOpenApi") {
     Response res;
@@ -411,8 +412,13 @@ Response Service::list_workflows(const Request& r) {
 
 void Service::deploy_workflow(Request& r, Reply& reply) {
   const std::string& ct = r.content_type;
-  static const std::set<std::string> ok_types = {"",           "application/yaml", "application/x-yaml", "text/yaml",
-                                                 "text/x-yaml", "text/plain",       "application/json",
+  static const std::set<std::string> ok_types = {"",
+                                                 "application/yaml",
+                                                 "application/x-yaml",
+                                                 "text/yaml",
+                                                 "text/x-yaml",
+                                                 "text/plain",
+                                                 "application/json",
                                                  "application/x-www-form-urlencoded"};
   if (!ok_types.count(ct))
     throw ApiError(415, "unsupported_media_type", "expected a YAML (or JSON) workflow body, got Content-Type " + ct);
@@ -539,12 +545,13 @@ Response Service::list_runs(const Request& r) {
     try {
       json page = plugins_.state().list_runs_page(args);
       runs = std::move(page["runs"]);
-      if (page["next"].is_object()) next = encode_cursor({{"c", page["next"]["created_at"]}, {"i", page["next"]["id"]}});
+      if (page["next"].is_object())
+        next = encode_cursor({{"c", page["next"]["created_at"]}, {"i", page["next"]["id"]}});
       done = true;
     } catch (const PluginCallError& e) {
       if (e.code() != ORK_ERR_UNSUPPORTED) throw;
-      spdlog::info("state plugin {} (ABI {}) has no list_runs_page: run lists page by offset",
-                   plugins_.state().name(), plugins_.state().abi());
+      spdlog::info("state plugin {} (ABI {}) has no list_runs_page: run lists page by offset", plugins_.state().name(),
+                   plugins_.state().abi());
       legacy_list_ = true;
       args.erase("after");
     }
@@ -594,7 +601,8 @@ json load_run_for_change(PluginRegistry& plugins, const std::string& id, const s
     auto wf = plugins.state().get_workflow({{"name", (*run)["workflow_name"]}});
     bool found = false;
     if (wf)
-      for (const auto& t : (*wf)["definition"].value("tasks", json::array())) found = found || t.value("name", "") == task;
+      for (const auto& t : (*wf)["definition"].value("tasks", json::array()))
+        found = found || t.value("name", "") == task;
     if (!found) throw ApiError(404, "task_not_found", "run " + id + " has no task '" + task + "'", {{"task", task}});
   }
   return *run;
@@ -710,7 +718,7 @@ Response Service::create_key(const Request& r) {
       throw ApiError(400, "invalid_body", "unknown field '" + it.key() + "' (a key takes scope and name)",
                      {{"field", it.key()}});
   auto scope = body.contains("scope") && body["scope"].is_string() ? parse_scope(body["scope"].get<std::string>())
-                                                                    : std::nullopt;
+                                                                   : std::nullopt;
   if (!scope) throw ApiError(400, "invalid_body", "'scope' must be read, write or admin", {{"field", "scope"}});
   if (body.contains("name") && !body["name"].is_string())
     throw ApiError(400, "invalid_body", "'name' must be a string", {{"field", "name"}});
@@ -735,9 +743,8 @@ Response Service::static_file(const Request& r) {
   std::string rel = url_decode(r.path, false);
   if (rel.find("..") != std::string::npos || rel.find('\0') != std::string::npos)
     return error_response(404, "not_found", "no file " + r.path);
-  fs::path p = fs::path(cfg_.static_dir) / rel.substr(rel.find_first_not_of('/') == std::string::npos
-                                                          ? rel.size()
-                                                          : rel.find_first_not_of('/'));
+  fs::path p = fs::path(cfg_.static_dir) /
+               rel.substr(rel.find_first_not_of('/') == std::string::npos ? rel.size() : rel.find_first_not_of('/'));
   std::error_code ec;
   if (fs::is_directory(p, ec)) p /= "index.html";
   std::ifstream in(p, std::ios::binary);

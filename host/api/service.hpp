@@ -41,8 +41,7 @@ class ApiError : public std::runtime_error {
 Response json_response(int status, const json& body);
 // An exception from a handler or a plugin as its JSON error response (ApiError, PluginCallError, anything else: 500).
 Response error_from(const std::exception& e);
-Response error_response(int status, const std::string& code, const std::string& message,
-                        const json& details = nullptr);
+Response error_response(int status, const std::string& code, const std::string& message, const json& details = nullptr);
 // JSON text with invalid UTF-8 replaced (task logs and outputs may hold anything).
 std::string dump_json(const json& j);
 
@@ -66,8 +65,8 @@ class ListCache {
 
 class Service {
  public:
-  Service(boost::asio::io_context& engine_io, boost::asio::io_context& http_io, Engine& engine,
-          PluginRegistry& plugins, const ApiConfig& cfg, std::shared_ptr<EventHub> hub);
+  Service(boost::asio::io_context& engine_io, boost::asio::io_context& http_io, Engine& engine, PluginRegistry& plugins,
+          const ApiConfig& cfg, std::shared_ptr<EventHub> hub);
   ~Service();
 
   // Handles one request; `reply` is called exactly once (maybe later, from another thread).

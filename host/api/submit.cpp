@@ -115,10 +115,10 @@ ojson to_task(PluginRegistry& plugins, const json& body, const std::string& path
                        " needs one of command, cmd, run (shell), code, function (python) or image",
                    {{"field", path}});
   if (kinds > 1 && !(body.contains("code") && body.contains("function")))
-    throw ApiError(400, "invalid_task",
-                   (path.empty() ? std::string("the task") : path) +
-                       " has several of command, cmd, run, code, image: give one",
-                   {{"field", path}});
+    throw ApiError(
+        400, "invalid_task",
+        (path.empty() ? std::string("the task") : path) + " has several of command, cmd, run, code, image: give one",
+        {{"field", path}});
   return t;
 }
 
@@ -222,8 +222,7 @@ Response Service::get_task(const Request& r) {
   const std::string& id = r.params.at("id");
   auto run = plugins_.state().get_run({{"id", id}});
   std::string wf = run ? run->value("workflow_name", "") : "";
-  if (!run || wf.rfind(kPrefix, 0) != 0)
-    throw ApiError(404, "task_not_found", "no submitted task " + id, {{"id", id}});
+  if (!run || wf.rfind(kPrefix, 0) != 0) throw ApiError(404, "task_not_found", "no submitted task " + id, {{"id", id}});
   json tasks = plugins_.state().get_task_runs({{"run_id", id}})["tasks"];
   auto rec = plugins_.state().get_workflow({{"name", wf}});
   json meta = rec ? (*rec)["definition"].value("submission", json::object()) : json::object();

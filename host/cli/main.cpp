@@ -398,8 +398,9 @@ int main(int argc, char** argv) {
   bool no_api = false;
   serve->add_option("--bind", api_cfg.bind, "REST API address (env ORK_API_BIND; default 127.0.0.1)");
   serve->add_option("--port", api_cfg.port, "REST API port, 0 = any free one (env ORK_API_PORT; default 4000)");
-  serve->add_option("--auth", api_cfg.auth,
-                    "API keys: auto (required once a key exists), on, off (loopback only) (env ORK_API_AUTH)")
+  serve
+      ->add_option("--auth", api_cfg.auth,
+                   "API keys: auto (required once a key exists), on, off (loopback only) (env ORK_API_AUTH)")
       ->check(CLI::IsMember({"auto", "on", "off"}));
   serve->add_option("--api-threads", api_cfg.threads, "REST API threads (env ORK_API_THREADS; default 2)")
       ->check(CLI::Range(1, 64));
@@ -444,8 +445,11 @@ int main(int argc, char** argv) {
       return cmd_serve(o, start, deploy_files, exit_when_idle,
                        no_api ? std::nullopt : std::optional<ork::api::ApiConfig>(api_cfg));
     if (*apikey)
-      return cmd_apikey(o, *key_create ? "create" : *key_list ? "list" : "revoke", keys_file, key_scope, key_name,
-                        key_id, key_json);
+      return cmd_apikey(o,
+                        *key_create ? "create"
+                        : *key_list ? "list"
+                                    : "revoke",
+                        keys_file, key_scope, key_name, key_id, key_json);
     if (*deploy) return cmd_deploy(o, deploy_files);
     if (*tick) return cmd_tick(o);
     if (*plugins) return cmd_plugins(o);

@@ -407,8 +407,8 @@ class PostgresStateStore final : public StateStore {
       params.push_back(req_time(after, "created_at"));
       std::string c = "$" + std::to_string(params.size()) + "::timestamptz";
       params.push_back(req_string(after, "id"));
-      where += " AND (created_at < " + c + " OR (created_at = " + c + " AND id > $" + std::to_string(params.size()) +
-               "))";
+      where +=
+          " AND (created_at < " + c + " OR (created_at = " + c + " AND id > $" + std::to_string(params.size()) + "))";
     }
     int64_t limit = std::min<int64_t>(opt_int(a, "limit", 100, 0), INT64_MAX - 1);
     params.push_back(limit + 1);  // one more row says whether a next page exists

@@ -292,9 +292,8 @@ TEST_F(Api, EventsStreamRunAndTaskStatusChanges) {
   auto running = all.next_where("run", [&](const SseEvent& e) { return e.j()["status"] == "running"; });
   ASSERT_TRUE(running) << "no run event";
   EXPECT_EQ(running->j()["run_id"], id);
-  auto t = all.next_where("task", [&](const SseEvent& e) {
-    return e.j()["task_name"] == "two" && e.j()["status"] == "success";
-  });
+  auto t = all.next_where(
+      "task", [&](const SseEvent& e) { return e.j()["task_name"] == "two" && e.j()["status"] == "success"; });
   ASSERT_TRUE(t);
   EXPECT_EQ(t->j()["run_id"], id);
   EXPECT_FALSE(t->j().contains("output"));
@@ -373,9 +372,9 @@ TEST_F(Api, RetryRerunsFailedTasksOrOneTask) {
 }
 
 TEST_F(Api, FanOutLogsNeedAnIndex) {
-  ASSERT_EQ(deploy("name: fan\ntasks:\n  p:\n    parallel: 2\n    command: \"echo instance $ORK_PARALLEL_INDEX\"\n")
-                .status,
-            201);
+  ASSERT_EQ(
+      deploy("name: fan\ntasks:\n  p:\n    parallel: 2\n    command: \"echo instance $ORK_PARALLEL_INDEX\"\n").status,
+      201);
   std::string id = start("fan");
   ASSERT_EQ(wait_run(id)["status"], "success");
   auto r = s().get("/api/v1/runs/" + id + "/tasks/p/logs");
@@ -396,9 +395,7 @@ TEST_F(Api, FollowingALogStreamsLinesAsTheTaskWritesThem) {
             201);
   std::string id = start("chatty");
   ASSERT_TRUE(eventually(
-      [&] {
-        return s().get("/api/v1/runs/" + id + "/tasks?name=talk").j()["tasks"][0]["status"] == "running";
-      },
+      [&] { return s().get("/api/v1/runs/" + id + "/tasks?name=talk").j()["tasks"][0]["status"] == "running"; },
       std::chrono::seconds(30)));
   SseStream f(s().port(), "/api/v1/runs/" + id + "/tasks/talk/logs?follow=true");
   ASSERT_EQ(f.status(), 200);

@@ -140,16 +140,13 @@ inline HttpResponse read_response(Socket& s, std::chrono::milliseconds timeout =
 // One SSE event: its `event:` name and its data lines joined by '\n'.
 struct SseEvent {
   std::string event, data;
-  json j() const {
-    return json::parse(data, nullptr, false);
-  }
+  json j() const { return json::parse(data, nullptr, false); }
 };
 
 // An open event stream. next() returns the next event (comments skipped) or nullopt at the deadline / end.
 class SseStream {
  public:
-  SseStream(int port, const std::string& target, const std::map<std::string, std::string>& headers = {})
-      : s_(port) {
+  SseStream(int port, const std::string& target, const std::map<std::string, std::string>& headers = {}) : s_(port) {
     s_.write_all(request_text("GET", target, "", headers, false));
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while ((s_.buf().find("\r\n\r\n")) == std::string::npos)
@@ -234,9 +231,9 @@ class Server {
   explicit Server(const std::string& home, const std::string& args = "", const std::string& env = "")
       : home_(home), log_(home + ".serve.log") {
     fs::create_directories(home);
-    proc_ = std::make_unique<Process>("exec env ORK_HOME=" + home + " ORK_HEARTBEAT_INTERVAL_MS=200 " + env + " " +
-                                          kHost + " serve --port 0 " + args,
-                                      log_);
+    proc_ = std::make_unique<Process>(
+        "exec env ORK_HOME=" + home + " ORK_HEARTBEAT_INTERVAL_MS=200 " + env + " " + kHost + " serve --port 0 " + args,
+        log_);
     bool up = eventually(
         [&] {
           std::string out = read_file(log_);

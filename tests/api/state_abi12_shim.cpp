@@ -37,9 +37,9 @@ void set_error(ork_buf* out, const std::string& m) {
   out->size = text.size();
 }
 
-#define ORK_SHIM_FORWARD(op)                                                                        \
-  ork_status op(ork_plugin_instance* self, const char* args, size_t n, ork_buf* out) {              \
-    return inner(shim(self))->op(shim(self)->inst, args, n, out);                                   \
+#define ORK_SHIM_FORWARD(op)                                                           \
+  ork_status op(ork_plugin_instance* self, const char* args, size_t n, ork_buf* out) { \
+    return inner(shim(self))->op(shim(self)->inst, args, n, out);                      \
   }
 ORK_SHIM_FORWARD(put_workflow)
 ORK_SHIM_FORWARD(get_workflow)
@@ -110,8 +110,17 @@ void free_buffer(char* p) {
   std::free(p);  // the inner plugin (plugin.hpp) allocates with malloc too
 }
 
-const ork_plugin_descriptor kDescriptor = {1,       2,       sizeof(ork_plugin_descriptor), ORK_KIND_STATE, "abi12-shim",
-                                           "1.2.0", &create, &destroy,  &kVtable,       &free_buffer, nullptr};
+const ork_plugin_descriptor kDescriptor = {1,
+                                           2,
+                                           sizeof(ork_plugin_descriptor),
+                                           ORK_KIND_STATE,
+                                           "abi12-shim",
+                                           "1.2.0",
+                                           &create,
+                                           &destroy,
+                                           &kVtable,
+                                           &free_buffer,
+                                           nullptr};
 
 }  // namespace
 

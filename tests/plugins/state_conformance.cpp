@@ -993,7 +993,9 @@ TEST_P(StateConformance, ListRunsPageWalksKeysetPagesWithFilters) {
   EXPECT_TRUE(rest["next"].is_null());
   EXPECT_TRUE(s().list_runs_page({{"workflow_name", wf}, {"status", json::array()}})["runs"].empty());
 
-  EXPECT_EQ(code_of([&] { s().list_runs_page({{"after", {{"created_at", "yesterday"}, {"id", uid()}}}}); }),
+  EXPECT_EQ(code_of([&] {
+              s().list_runs_page({{"after", {{"created_at", "yesterday"}, {"id", uid()}}}});
+            }),
             ORK_ERR_INVALID);
   EXPECT_EQ(code_of([&] { s().list_runs_page({{"status", "failed"}}); }), ORK_ERR_INVALID);
 }
