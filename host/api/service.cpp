@@ -295,6 +295,7 @@ bool Service::auth_required() {
 }
 
 void Service::handle(Request req, Reply reply) {
+  spdlog::debug("API {} {} from {}", req.method, req.path, req.remote);
   try {
     RouteMatch m = match_route(req.method, req.path);
     if (!m.route) {
@@ -331,7 +332,10 @@ void Service::handle(Request req, Reply reply) {
         res.headers.emplace_back("WWW-Authenticate", "Bearer");
         return reply(std::move(res));
       }
-      auto scope = keys_.verify(h.substr(7));
+      std::string key = h.substr(7);
+      key.erase(0, key.find_first_not_of(' '));
+      key.erase(key.find_last_not_of(" \t") + 1);
+      auto scope = keys_.verify(key);
       if (!scope) {
         Response res = error_response(401, "unauthorized", "unknown or revoked API key");
         res.headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\"");
@@ -533,7 +537,7 @@ Response Service::list_runs(const Request& r) {
   json c = decode_cursor(cursor);
   json args{{"limit", limit}};
   if (!wf.empty()) args["workflow_name"] = wf;
-  if (r.has("status")) args["status"] = statuses;
+  if (!statuses.empty()) args["status"] = statuses;
   json runs, next = nullptr;
   bool done = false;
   if (!legacy_list_ && (c.is_null() || c.contains("c"))) {
@@ -679,7 +683,7 @@ Response Service::list_run_tasks(const Request& r) {
     offset = c["o"];
   }
   json args{{"run_id", id}};
-  if (r.has("status")) args["status"] = statuses;
+  if (!statuses.empty()) args["status"] = statuses;
   json rows;
   try {
     rows = plugins_.state().get_task_runs(args)["tasks"];
