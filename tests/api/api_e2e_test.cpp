@@ -413,6 +413,35 @@ TEST_F(Api, FollowingALogStreamsLinesAsTheTaskWritesThem) {
   EXPECT_TRUE(f.closed(std::chrono::seconds(10)));
 }
 
+TEST_F(Api, FollowingALogMovesOnToTheRetryAttempt) {
+  std::string gate = dir("retry-gate"), mark = dir("retry-mark");
+  ASSERT_EQ(deploy("name: twice\ntasks:\n  t:\n    retries: 1\n    command: |\n      if [ ! -e " + mark +
+                   " ]; then\n        touch " + mark + "; echo first-try\n        while [ ! -e " + gate +
+                   " ]; do sleep 0.05; done\n        exit 1\n      fi\n      echo second-try\n")
+                .status,
+            201);
+  std::string id = start("twice");
+  ASSERT_TRUE(eventually([&] { return fs::exists(mark); }, std::chrono::seconds(30)));
+  SseStream f(s().port(), "/api/v1/runs/" + id + "/tasks/t/logs?follow=true");
+  ASSERT_TRUE(f.next_where("log", [](const SseEvent& e) { return e.data.find("first-try") != std::string::npos; }));
+  write_file(gate, "");
+  auto next = f.next_where("attempt", [](const SseEvent&) { return true; });
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->j()["attempt"], 2);
+  ASSERT_TRUE(f.next_where("log", [](const SseEvent& e) { return e.data.find("second-try") != std::string::npos; }));
+  auto end = f.next_where("end", [](const SseEvent&) { return true; });
+  ASSERT_TRUE(end);
+  EXPECT_EQ(end->j()["status"], "success");
+  EXPECT_EQ(end->j()["attempt"], 2);
+  // A finished task's log follows to its end at once; a fixed attempt stops with that attempt.
+  SseStream done(s().port(), "/api/v1/runs/" + id + "/tasks/t/logs?follow=true&attempt=1");
+  ASSERT_TRUE(done.next_where("log", [](const SseEvent& e) { return e.data.find("first-try") != std::string::npos; }));
+  auto end1 = done.next_where("end", [](const SseEvent&) { return true; });
+  ASSERT_TRUE(end1);
+  EXPECT_EQ(end1->j()["status"], "retried");
+  EXPECT_TRUE(done.closed(std::chrono::seconds(10)));
+}
+
 TEST_F(Api, SubmittedTaskRunsWithPreAndPostAndReportsItsResult) {
   auto r = s().post("/api/v1/tasks", {{"name", "hello world"},
                                       {"cmd", {"echo", "-n", "{\"hello\": \"it's me\"}"}},
