@@ -45,10 +45,18 @@ size_t EventHub::subscribers() {
   return subs_.size();
 }
 
-void EventHub::publish(const std::string& kind, nlohmann::json data) {
+void EventHub::publish(const std::string& kind, const nlohmann::json& data) {
+  {
+    std::lock_guard lk(mu_);
+    if (subs_.empty()) {  // nobody listens: only list caches need to know something changed
+      ++seq_;
+      return;
+    }
+  }
   HubEvent ev;
   ev.kind = kind;
-  ev.data = std::move(data);
+  ev.data = data;
+  ev.data.erase("output");  // outputs can be large: subscribers read them from the store
   ev.seq = ++seq_;
   ev.sse = sse_event(kind, ev.data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), ev.seq);
   std::vector<std::pair<uint64_t, Fn>> subs;

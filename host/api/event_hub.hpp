@@ -25,7 +25,7 @@ class EventHub {
 
   uint64_t subscribe(Fn fn);
   void unsubscribe(uint64_t id);
-  void publish(const std::string& kind, nlohmann::json data);
+  void publish(const std::string& kind, const nlohmann::json& data);
   void clear();  // drops every subscriber (shutdown)
   size_t subscribers();
   // Bumped on every published event: list caches compare it.

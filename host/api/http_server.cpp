@@ -359,12 +359,8 @@ struct ApiServer::Impl {
 
 ApiServer::ApiServer(asio::io_context& engine_io, Engine& engine, PluginRegistry& plugins, ApiConfig cfg)
     : impl_(std::make_unique<Impl>(engine_io, engine, plugins, std::move(cfg))) {
-  // Engine events reach SSE subscribers and invalidate list caches; task outputs stay out of the stream.
-  engine.on_event([hub = impl_->hub](const EngineEvent& ev) {
-    json d = ev.data;
-    d.erase("output");
-    hub->publish(ev.kind, std::move(d));
-  });
+  // Engine events reach SSE subscribers and invalidate list caches.
+  engine.on_event([hub = impl_->hub](const EngineEvent& ev) { hub->publish(ev.kind, ev.data); });
 }
 
 ApiServer::~ApiServer() {

@@ -15,7 +15,8 @@ class Api : public ::testing::Test {
   // One server for the whole suite.
   static void SetUpTestSuite() {
     dir_ = std::make_unique<TempDir>();
-    srv_ = std::make_unique<Server>(*dir_ / "home", "", "ORK_API_MAX_BODY=65536");
+    // A long list-cache TTL: every list below must see changes through invalidation, not expiry.
+    srv_ = std::make_unique<Server>(*dir_ / "home", "", "ORK_API_MAX_BODY=65536 ORK_API_CACHE_MS=60000");
   }
   static void TearDownTestSuite() {
     srv_.reset();
@@ -277,6 +278,18 @@ TEST_F(Api, RunListFiltersAndWalksCursorPages) {
   EXPECT_EQ(statuses, (std::set<std::string>{"failed", "success"}));
   auto repeated = s().get("/api/v1/runs?status=failed&status=cancelled&workflow=pages-bad");
   EXPECT_EQ(repeated.j()["runs"].size(), 2u);
+}
+
+// Run lists are cached briefly, but a status change or a write through the API shows at once.
+TEST_F(Api, RunListsShowChangesAtOnce) {
+  ASSERT_EQ(deploy("name: fresh\ntasks:\n  a:\n    command: \"true\"\n").status, 201);
+  EXPECT_TRUE(s().get("/api/v1/runs?workflow=fresh").j()["runs"].empty());
+  std::string id = start("fresh");
+  json runs = s().get("/api/v1/runs?workflow=fresh").j()["runs"];
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0]["id"], id);
+  ASSERT_EQ(wait_run(id)["status"], "success");
+  EXPECT_EQ(s().get("/api/v1/runs?workflow=fresh").j()["runs"][0]["status"], "success");
 }
 
 TEST_F(Api, EventsStreamRunAndTaskStatusChanges) {
