@@ -6,16 +6,17 @@
 #include <iostream>
 #include <string>
 
-#include "worker.hpp"
+#include "server.hpp"
 
 namespace {
 
 constexpr const char* kUsage =
-    "usage: ork-worker [--spec KEY]\n"
+    "usage: ork-worker [--spec KEY] | --serve\n"
     "  Runs one task attempt. Environment:\n"
     "    ORK_TASK_SPEC_PATH        object key of spec.json (--spec overrides)\n"
     "    ORK_OBJECT_STORE          {\"library\": \"...\", \"config\": {...}}: the object-store plugin to load\n"
     "    ORK_HEARTBEAT_INTERVAL_MS heartbeat period (default 10000)\n"
+    "  --serve: a resident worker for a local executor; forks per attempt (see worker/server.hpp)\n"
     "  Exit codes: 0 success, 1 task failed, 2 usage/configuration error, 143 cancelled.\n";
 
 int usage_error(const std::string& msg) {
@@ -37,29 +38,10 @@ std::chrono::milliseconds heartbeat_interval() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  using namespace ork::worker;
-  ensure_std_fds();
-  SignalWatch signals;  // before any thread starts (plugins may start some)
+namespace ork::worker {
 
-  std::string spec_key;
-  if (const char* v = std::getenv("ORK_TASK_SPEC_PATH")) spec_key = v;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      std::cout << kUsage;
-      return 0;
-    }
-    if (a == "--spec" && i + 1 < argc) {
-      spec_key = argv[++i];
-    } else if (a.rfind("--spec=", 0) == 0) {
-      spec_key = a.substr(7);
-    } else {
-      return usage_error("unknown argument '" + a + "'");
-    }
-  }
+int run_attempt(const std::string& spec_key, SignalWatch& signals) {
   if (spec_key.empty()) return usage_error("ORK_TASK_SPEC_PATH is not set (or pass --spec KEY)");
-
   const char* store_env = std::getenv("ORK_OBJECT_STORE");
   if (!store_env || !*store_env) return usage_error("ORK_OBJECT_STORE is not set");
   auto ref = ork::json::parse(store_env, nullptr, false);
@@ -93,4 +75,33 @@ int main(int argc, char** argv) {
     std::cerr << "ork-worker: " << e.what() << std::endl;
     return kExitFailed;
   }
+}
+
+}  // namespace ork::worker
+
+int main(int argc, char** argv) {
+  using namespace ork::worker;
+  ensure_std_fds();
+  std::string spec_key;
+  if (const char* v = std::getenv("ORK_TASK_SPEC_PATH")) spec_key = v;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (a == "--serve") {
+      if (argc != 2) return usage_error("--serve takes no other arguments");
+      return serve();
+    }
+    if (a == "--spec" && i + 1 < argc) {
+      spec_key = argv[++i];
+    } else if (a.rfind("--spec=", 0) == 0) {
+      spec_key = a.substr(7);
+    } else {
+      return usage_error("unknown argument '" + a + "'");
+    }
+  }
+  SignalWatch signals;  // before any thread starts (plugins may start some)
+  return run_attempt(spec_key, signals);
 }

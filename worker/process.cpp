@@ -118,7 +118,7 @@ void TaskLog::append(std::string_view data) {
     total_ += data.size();
     if (data_.size() < cap_) data_.append(data.substr(0, cap_ - data_.size()));
   }
-  write_all(STDERR_FILENO, data);
+  if (tee_) write_all(STDERR_FILENO, data);
 }
 
 void TaskLog::note(std::string_view line) {

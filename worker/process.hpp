@@ -34,11 +34,12 @@ class Fd {
   int fd_ = -1;
 };
 
-// The task log: runtime output interleaved with worker notes, tee'd to our stderr, capped at `cap` bytes (the rest is
-// dropped and counted). Thread-safe: the heartbeat thread uploads snapshots while the runtime writes.
+// The task log: runtime output interleaved with worker notes, tee'd to our stderr (unless `tee` is false), capped at
+// `cap` bytes (the rest is dropped and counted). Thread-safe: the heartbeat thread uploads snapshots while the runtime
+// writes.
 class TaskLog {
  public:
-  explicit TaskLog(size_t cap = size_t{10} << 20) : cap_(cap) {}
+  explicit TaskLog(size_t cap = size_t{10} << 20, bool tee = true) : cap_(cap), tee_(tee) {}
   void append(std::string_view data);
   void note(std::string_view line);  // "[ork-worker] line\n"
   std::string text() const;          // the log, plus a truncation note if bytes were dropped
@@ -48,6 +49,7 @@ class TaskLog {
   mutable std::mutex mu_;
   std::string data_;
   size_t cap_;
+  bool tee_;
   size_t total_ = 0;
 };
 

@@ -1,16 +1,25 @@
 #include "runtimes.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <thread>
+#include <variant>
 
 #ifndef ORK_SOURCE_DIR
 #define ORK_SOURCE_DIR ""
@@ -43,12 +52,20 @@ std::string env_value(const json& v) {
   return v.is_string() ? v.get<std::string>() : dump(v);
 }
 
+// Where task temporary files go: ORK_WORKER_TMPDIR, else TMPDIR, else /dev/shm when writable (tmpfs: no disk inode
+// churn for two tiny files per task), else /tmp.
+std::string temp_root() {
+  for (const char* var : {"ORK_WORKER_TMPDIR", "TMPDIR"})
+    if (const char* t = std::getenv(var); t && *t) return t;
+  if (::access("/dev/shm", W_OK | X_OK) == 0) return "/dev/shm";
+  return "/tmp";
+}
+
 // A private temporary directory, removed with everything in it.
 class TempDir {
  public:
   TempDir() {
-    const char* t = std::getenv("TMPDIR");
-    std::string tmpl = std::string(t && *t ? t : "/tmp") + "/ork-worker-XXXXXX";
+    std::string tmpl = temp_root() + "/ork-worker-XXXXXX";
     if (!::mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temporary directory: " + tmpl);
     path_ = tmpl;
   }
@@ -202,6 +219,51 @@ void io_env(const json& spec, EnvMap& env, const TempDir& tmp, TaskLog& log) {
              " bytes: ORK_INPUT_JSON not set (use stdin or ORK_INPUT_FILE)");
 }
 
+// A command with no shell syntax (as GNU make decides: no quotes, expansions, redirections, globs, separators, and
+// not a shell builtin) as argv with the program resolved on the task's PATH, so it runs without a /bin/sh in between;
+// empty when the shell is needed.
+std::vector<std::string> simple_command(const std::string& cmd, const EnvMap& env, const std::string& base_dir) {
+  static constexpr std::string_view kShellChars = "#;\"*?[]&|<>(){}$`'~!\\\n\r^";
+  static constexpr std::string_view kBuiltins[] = {
+      ".",    ":",      "alias",    "bg",      "break", "case",  "cd",   "command", "continue", "do",
+      "done", "echo",   "elif",     "else",    "esac",  "eval",  "exec", "exit",    "export",   "fc",
+      "fg",   "fi",     "for",      "getopts", "hash",  "if",    "jobs", "kill",    "local",    "printf",
+      "pwd",  "read",   "readonly", "return",  "set",   "shift", "test", "then",    "times",    "trap",
+      "type", "ulimit", "umask",    "unalias", "unset", "until", "wait", "while",   "["};
+  if (cmd.find_first_of(kShellChars) != std::string::npos) return {};
+  std::vector<std::string> argv;
+  size_t i = 0;
+  while (i < cmd.size()) {
+    while (i < cmd.size() && (cmd[i] == ' ' || cmd[i] == '\t')) ++i;
+    size_t b = i;
+    while (i < cmd.size() && cmd[i] != ' ' && cmd[i] != '\t') ++i;
+    if (i > b) argv.push_back(cmd.substr(b, i - b));
+  }
+  if (argv.empty()) return {};
+  for (auto b : kBuiltins)
+    if (argv[0] == b) return {};
+  if (argv[0].find('=') != std::string::npos) return {};  // VAR=value prefix
+  if (argv[0].find('/') != std::string::npos) {
+    fs::path p = fs::path(argv[0]).is_absolute() ? fs::path(argv[0]) : fs::path(base_dir) / argv[0];
+    std::error_code ec;
+    return ::access(p.c_str(), X_OK) == 0 && fs::is_regular_file(p, ec) ? argv : std::vector<std::string>{};
+  }
+  std::string path = lookup(env, "PATH").value_or("/usr/local/bin:/usr/bin:/bin");
+  for (size_t start = 0; start <= path.size();) {
+    size_t end = path.find(':', start);
+    if (end == std::string::npos) end = path.size();
+    std::string dir = end > start ? path.substr(start, end - start) : ".";
+    std::string candidate = dir + "/" + argv[0];
+    std::error_code ec;
+    if (::access(candidate.c_str(), X_OK) == 0 && fs::is_regular_file(candidate, ec)) {
+      argv[0] = candidate;
+      return argv;
+    }
+    start = end + 1;
+  }
+  return {};  // not found: let the shell say so, with its usual exit code 127
+}
+
 TaskOutcome run_shell(const json& spec, const std::string& base_dir, EnvMap env, TaskLog& log, SignalWatch& signals) {
   TempDir tmp;
   io_env(spec, env, tmp, log);
@@ -210,7 +272,8 @@ TaskOutcome run_shell(const json& spec, const std::string& base_dir, EnvMap env,
   const json command = spec.value("command", json());
   const std::string file = str(spec, "file");
   if (command.is_string() && !command.get<std::string>().empty()) {
-    argv = {"/bin/sh", "-c", command.get<std::string>()};
+    argv = simple_command(command.get<std::string>(), env, base_dir);
+    if (argv.empty()) argv = {"/bin/sh", "-c", command.get<std::string>()};
   } else if (command.is_array() && !command.empty()) {
     for (const auto& a : command) argv.push_back(env_value(a));
   } else if (!file.empty()) {
@@ -332,6 +395,335 @@ TaskOutcome run_cpp(const json& spec, const std::string& base_dir, EnvMap env, T
   return run_command(spec, base_dir, std::move(env), {bin.string()}, tmp, log, signals, true);
 }
 
+// ---- rust ----
+
+// Incremental 64-bit FNV-1a over many pieces (the rust cache key).
+class Fnv {
+ public:
+  void add(std::string_view data) {
+    for (unsigned char c : data) h_ = (h_ ^ c) * 1099511628211ull;
+    for (int i = 0; i < 8; ++i) h_ = (h_ ^ 0xffu) * 1099511628211ull;  // separator: "ab","c" != "a","bc"
+  }
+  std::string hex() const {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h_));
+    return buf;
+  }
+
+ private:
+  uint64_t h_ = 14695981039346656037ull;
+};
+
+// Every regular file under `dir` (relative path and content), sorted; skips dot entries, Cargo.lock (cargo writes it
+// during the build) and the top-level target/.
+void hash_tree(Fnv& h, const fs::path& dir) {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code ignored;  // e.g. a dangling symlink: not a file to hash
+    if (name.starts_with(".") || (it.depth() == 0 && name == "target")) {
+      if (it->is_directory(ignored)) it.disable_recursion_pending();
+      continue;
+    }
+    if (it->is_regular_file(ignored) && name != "Cargo.lock") files.push_back(it->path());
+  }
+  if (ec) throw std::runtime_error("cannot read " + dir.string() + ": " + ec.message());
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    h.add(f.lexically_relative(dir).string());
+    h.add(read_file(f.string()).value_or(""));
+  }
+}
+
+// The Rust SDK dir holding ork/ and ork-macros/: ORK_RUST_SDK, else <exe>/../share/ork/rust when installed, else the
+// source tree's sdk/rust.
+std::string rust_sdk_dir(const EnvMap& env) {
+  if (auto p = lookup(env, "ORK_RUST_SDK")) return *p;
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    fs::path installed = exe.parent_path().parent_path() / "share" / "ork" / "rust";
+    if (fs::exists(installed / "ork" / "Cargo.toml", ec)) return installed.string();
+  }
+  return std::string(ORK_SOURCE_DIR) + "/sdk/rust";
+}
+
+std::string rust_cache_dir(const EnvMap& env) {
+  if (auto p = lookup(env, "ORK_RUST_CACHE")) return *p;
+  if (auto x = lookup(env, "XDG_CACHE_HOME")) return *x + "/ork/rust";
+  return lookup(env, "HOME").value_or("/tmp") + "/.cache/ork/rust";
+}
+
+// `name` looked up on the PATH of `env` (as given when it holds a '/'); "" when not found.
+std::string on_path(const EnvMap& env, const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  std::string_view path = env.count("PATH") ? std::string_view(env.at("PATH")) : "/usr/bin:/bin";
+  while (!path.empty()) {
+    auto colon = path.find(':');
+    std::string dir(path.substr(0, colon));
+    path = colon == std::string_view::npos ? "" : path.substr(colon + 1);
+    std::string cand = (dir.empty() ? "." : dir) + "/" + name;
+    if (::access(cand.c_str(), X_OK) == 0) return cand;
+  }
+  return "";
+}
+
+// A crate's or generated file's name as a Cargo package/binary name: [A-Za-z0-9_-], not starting with a digit.
+std::string cargo_name(const std::string& s) {
+  std::string out;
+  for (char c : s) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-') ? c : '_';
+  if (out.empty() || std::isdigit(static_cast<unsigned char>(out[0]))) out = "t" + out;
+  return out;
+}
+
+// The build cache's exclusive lock (flock, released with the fd), polled so a cancel or the timeout still ends it.
+std::optional<TaskOutcome> lock_cache(Fd& lock, const fs::path& path, double timeout, TaskLog& log,
+                                      SignalWatch& signals) {
+  lock.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!lock) return failure("worker_error", "cannot open " + path.string() + ": " + std::strerror(errno));
+  const auto start = std::chrono::steady_clock::now();
+  bool told = false;
+  while (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK && errno != EINTR)
+      return failure("worker_error", "flock: " + std::string(std::strerror(errno)));
+    if (!told) log.note("rust: waiting for another build (" + path.string() + ")");
+    told = true;
+    if (signals.cancel_requested()) return failure("cancelled", "cancelled");
+    std::chrono::duration<double> waited = std::chrono::steady_clock::now() - start;
+    if (timeout > 0 && waited.count() > timeout)
+      return failure("timeout", "execution timeout (waiting for the build lock)", {{"timeout_seconds", timeout}});
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return std::nullopt;
+}
+
+// What a rust task builds: a single .rs file (wrapped in a generated crate) or a binary of the user's crate.
+struct RustTarget {
+  fs::path source;      // the .rs file, or the crate's directory
+  fs::path crate_root;  // the directory of the user's Cargo.toml; empty for a single file
+  std::string bin;      // the binary target to select (`function:`); empty: find it
+};
+
+// `file:` → a crate directory or Cargo.toml; a .rs file inside a crate (the nearest Cargo.toml up to base_dir);
+// else a single-file task.
+std::variant<RustTarget, TaskOutcome> rust_target(const json& spec, const std::string& base_dir) {
+  const std::string file = str(spec, "file");
+  if (file.empty())
+    return failure("spec_error", "a rust task needs `file`: a .rs task file, or a crate directory / Cargo.toml");
+  fs::path p = (fs::path(file).is_absolute() ? fs::path(file) : fs::path(base_dir) / file).lexically_normal();
+  std::error_code ec;
+  RustTarget t{p, {}, str(spec, "function")};
+  if (fs::is_directory(p, ec)) {
+    if (!fs::is_regular_file(p / "Cargo.toml", ec)) return failure("spec_error", "no Cargo.toml in " + file);
+    t.crate_root = p;
+    return t;
+  }
+  if (!fs::is_regular_file(p, ec)) return failure("spec_error", "task file not found: " + file);
+  if (p.filename() == "Cargo.toml") {
+    t.crate_root = p.parent_path();
+    t.source = t.crate_root;
+    return t;
+  }
+  const fs::path stop = fs::path(base_dir).lexically_normal();
+  for (fs::path d = p.parent_path(); !d.empty(); d = d.parent_path()) {
+    if (fs::is_regular_file(d / "Cargo.toml", ec)) {
+      t.crate_root = d;
+      break;
+    }
+    if (d == stop || d == d.parent_path()) break;
+  }
+  return t;
+}
+
+// The cargo flags every build gets: offline, Debian's crates instead of crates.io.
+std::vector<std::string> cargo_config(const std::string& registry) {
+  return {"--offline", "--config", "source.crates-io.replace-with=\"ork-offline\"", "--config",
+          "source.ork-offline.directory=\"" + registry + "\""};
+}
+
+// Writes the generated crate of a single-file task into `dir`: Cargo.toml + the source; returns the binary name.
+std::string generate_crate(const fs::path& dir, const fs::path& source, const std::string& text,
+                           const std::string& sdk) {
+  const std::string bin = cargo_name(source.stem().string());
+  fs::create_directories(dir);
+  write_file((dir / (bin + ".rs")).string(), text);
+  write_file((dir / "Cargo.toml").string(),
+             "# Generated by ork-worker for " + source.string() + "\n[package]\nname = \"ork-task-" + bin +
+                 "\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n[[bin]]\nname = \"" + bin +
+                 "\"\npath = \"" + bin + ".rs\"\n\n[dependencies]\nork = { path = \"" + sdk +
+                 "/ork\" }\nserde = { version = \"1\", features = [\"derive\"] }\nserde_json = \"1\"\n\n[workspace]\n");
+  return bin;
+}
+
+// The (package, binary) of the user's crate to build, from `cargo metadata --no-deps`.
+std::variant<std::pair<std::string, std::string>, TaskOutcome> crate_binary(const RustTarget& t,
+                                                                            const std::string& cargo,
+                                                                            const std::vector<std::string>& config,
+                                                                            const EnvMap& env, double timeout,
+                                                                            SignalWatch& signals) {
+  std::vector<std::string> argv{cargo,
+                                "metadata",
+                                "--no-deps",
+                                "--format-version",
+                                "1",
+                                "--manifest-path",
+                                (t.crate_root / "Cargo.toml").string()};
+  argv.insert(argv.end(), config.begin(), config.end());
+  TaskLog quiet(size_t{64} << 10, false);  // not the task log: only the tails are read
+  ProcessResult r = run_process(process_spec(argv, env, t.crate_root.string(), std::nullopt, timeout), quiet, signals);
+  if (r.end != ProcessResult::End::exited || r.exit_code != 0) {
+    if (r.end == ProcessResult::End::exited)
+      return failure("compile_error", "cargo metadata failed for " + (t.crate_root / "Cargo.toml").string(),
+                     {{"exit_code", r.exit_code}, {"stderr_tail", utf8_tail(r.stderr_tail, kStderrTail)}});
+    return process_failure(r, "cargo (" + cargo + ")", timeout);
+  }
+  json meta = json::parse(r.stdout_tail, nullptr, false);
+  if (meta.is_discarded() || !meta.contains("packages")) return failure("worker_error", "cargo metadata: bad JSON");
+  const std::string manifest = fs::weakly_canonical(t.crate_root / "Cargo.toml").string();
+  const std::string wanted = t.source == t.crate_root ? "" : fs::weakly_canonical(t.source).string();
+  std::vector<std::pair<std::string, std::string>> bins, found;
+  for (const auto& pkg : meta["packages"]) {
+    const std::string name = pkg.value("name", ""), pkg_manifest = pkg.value("manifest_path", "");
+    for (const auto& target : pkg.value("targets", json::array())) {
+      const json kinds = target.value("kind", json::array());
+      if (std::find(kinds.begin(), kinds.end(), "bin") == kinds.end()) continue;
+      const std::string bin = target.value("name", ""), src = target.value("src_path", "");
+      if (!wanted.empty() ? fs::weakly_canonical(src).string() == wanted
+                          : (t.bin.empty() ? pkg_manifest == manifest : bin == t.bin))
+        found.emplace_back(name, bin);
+      if (pkg_manifest == manifest || !wanted.empty()) bins.emplace_back(name, bin);
+    }
+  }
+  if (found.size() == 1) return found[0];
+  std::string names;
+  for (const auto& b : bins) names += (names.empty() ? "" : ", ") + b.second;
+  if (!wanted.empty())
+    return failure("spec_error", t.source.string() + " is not a binary target of " + manifest +
+                                     " (use src/main.rs, src/bin/<name>.rs or a [[bin]] path); binaries: " +
+                                     (names.empty() ? "none" : names));
+  if (!t.bin.empty())
+    return failure("spec_error",
+                   "no binary '" + t.bin + "' in " + manifest + "; binaries: " + (names.empty() ? "none" : names));
+  return failure("spec_error",
+                 manifest + (found.empty() ? " has no binary target"
+                                           : " has several binaries (" + names + "): name one with `function:`"));
+}
+
+// `rust`: builds the task (a single .rs file in a generated crate, or a binary of the user's crate) with
+// `cargo build --release --offline` against Debian's crates, caches the binary per (sources, SDK, toolchain), then
+// runs it like a cpp task.
+TaskOutcome run_rust(const json& spec, const std::string& base_dir, EnvMap env, TaskLog& log, SignalWatch& signals) {
+  auto target = rust_target(spec, base_dir);
+  if (auto* o = std::get_if<TaskOutcome>(&target)) return std::move(*o);
+  const RustTarget& t = std::get<RustTarget>(target);
+  const double timeout = timeout_of(spec);
+
+  const std::string cargo = lookup(env, "ORK_CARGO").value_or("cargo");
+  const std::string cargo_path = on_path(env, cargo);
+  if (cargo_path.empty())
+    return failure("spawn_error", "cannot find " + cargo + " (apt-get install cargo, or set ORK_CARGO)");
+  std::string rustc = lookup(env, "RUSTC").value_or("");
+  if (rustc.empty()) {  // the rustc beside cargo, so a Debian cargo never picks up another toolchain's rustc
+    const std::string sibling = (fs::path(cargo_path).parent_path() / "rustc").string();
+    rustc = ::access(sibling.c_str(), X_OK) == 0 ? sibling : "rustc";
+  }
+  env["RUSTC"] = rustc;
+  const std::string registry = lookup(env, "ORK_CARGO_REGISTRY").value_or("/usr/share/cargo/registry");
+  const std::string sdk = rust_sdk_dir(env);
+  std::error_code ec;
+  if (!fs::is_directory(registry, ec))
+    return failure("worker_error", "the crate registry " + registry +
+                                       " is missing (apt-get install librust-serde-dev librust-serde-json-dev "
+                                       "librust-serde-derive-dev librust-syn-dev, or set ORK_CARGO_REGISTRY)");
+
+  TaskLog quiet(size_t{64} << 10, false);  // not the task log: only the tails are read
+  ProcessResult v = run_process(process_spec({rustc, "-vV"}, env, base_dir, std::nullopt, timeout), quiet, signals);
+  if (v.end != ProcessResult::End::exited || v.exit_code != 0)
+    return process_failure(v, "rustc (" + rustc + ")", timeout);
+
+  Fnv key;
+  key.add(t.crate_root.empty() ? "file" : "crate");
+  key.add(t.source.string());
+  key.add(t.bin);
+  std::optional<std::string> single_text;
+  if (t.crate_root.empty()) {
+    single_text = read_file(t.source.string());
+    if (!single_text) return failure("spec_error", "cannot read " + t.source.string());
+    key.add(*single_text);
+  } else {
+    hash_tree(key, t.crate_root);
+  }
+  hash_tree(key, fs::path(sdk) / "ork");
+  hash_tree(key, fs::path(sdk) / "ork-macros");
+  key.add(v.stdout_tail);
+  key.add(cargo_path);
+  key.add(registry);
+  for (const auto& e : fs::directory_iterator(registry, ec)) key.add(e.path().filename().string());
+
+  const fs::path cache = rust_cache_dir(env);
+  const std::string stem = cargo_name((t.crate_root.empty() ? t.source.stem() : t.crate_root.filename()).string());
+  const fs::path bin = cache / "bin" / (stem + "-" + key.hex());
+  if (::access(bin.c_str(), X_OK) == 0) {
+    log.note("rust: cached " + bin.string());
+  } else {
+    fs::create_directories(cache / "bin", ec);
+    if (ec) return failure("worker_error", "cannot create the rust cache " + cache.string() + ": " + ec.message());
+    // One build at a time per target dir, which every task shares (so the dependencies are built once).
+    const fs::path target_dir = fs::absolute(lookup(env, "CARGO_TARGET_DIR").value_or((cache / "target").string()));
+    fs::create_directories(target_dir, ec);
+    Fd lock;
+    if (auto o = lock_cache(lock, target_dir / ".ork-build.lock", timeout, log, signals)) return std::move(*o);
+    if (::access(bin.c_str(), X_OK) == 0) {
+      log.note("rust: built meanwhile by another worker: " + bin.string());
+    } else {
+      const auto config = cargo_config(registry);
+      std::vector<std::string> argv{cargo_path, "build", "--release"};
+      argv.insert(argv.end(), config.begin(), config.end());
+      fs::path cwd;
+      std::string built;
+      if (t.crate_root.empty()) {
+        cwd = cache / "gen" / stem;
+        built = generate_crate(cwd, t.source, *single_text, sdk);
+        argv.insert(argv.end(), {"--manifest-path", (cwd / "Cargo.toml").string()});
+      } else {
+        auto pb = crate_binary(t, cargo_path, config, env, timeout, signals);
+        if (auto* o = std::get_if<TaskOutcome>(&pb)) return std::move(*o);
+        const auto& [pkg, name] = std::get<std::pair<std::string, std::string>>(pb);
+        cwd = t.crate_root;
+        built = name;
+        argv.insert(argv.end(), {"--manifest-path", (t.crate_root / "Cargo.toml").string(), "-p", pkg, "--bin", name,
+                                 "--config", "patch.crates-io.ork.path=\"" + sdk + "/ork\""});
+      }
+      EnvMap build_env = env;
+      build_env["CARGO_TARGET_DIR"] = target_dir.string();
+      build_env["CARGO_TERM_COLOR"] = "never";
+      log.note("rust: building " + str(spec, "file") + " with " + cargo_path + " (rustc " + rustc + ") → " +
+               bin.string());
+      ProcessResult r = run_process(process_spec(argv, build_env, cwd.string(), std::nullopt, timeout), log, signals);
+      if (r.end != ProcessResult::End::exited) return process_failure(r, "cargo (" + cargo_path + ")", timeout);
+      if (r.exit_code != 0)
+        return failure("compile_error",
+                       "building " + str(spec, "file") + " failed (exit code " + std::to_string(r.exit_code) + ")",
+                       {{"exit_code", r.exit_code},
+                        {"compiler", cargo_path},
+                        {"stderr_tail", utf8_tail(r.stderr_tail, kStderrTail)}});
+      // Copy to a private name, then rename: a concurrent worker never runs a half-written binary.
+      const fs::path part = bin.string() + ".tmp-" + std::to_string(::getpid());
+      fs::copy_file(target_dir / "release" / built, part, fs::copy_options::overwrite_existing, ec);
+      if (!ec) fs::rename(part, bin, ec);
+      if (ec) {
+        fs::remove(part, ec);
+        return failure("worker_error", "cannot store the built task in " + bin.string());
+      }
+    }
+  }
+  TempDir tmp;
+  io_env(spec, env, tmp, log);
+  return run_command(spec, base_dir, std::move(env), {bin.string()}, tmp, log, signals, true);
+}
+
 std::string python_interpreter(const EnvMap& env) {
   if (auto p = lookup(env, "ORK_PYTHON")) return *p;
   std::string root;
@@ -421,7 +813,8 @@ TaskOutcome run_runtime(const json& spec, TaskLog& log, SignalWatch& signals) {
       const std::string file = str(spec, "file");
       bool py = !str(spec, "function").empty() || (file.size() > 3 && file.substr(file.size() - 3) == ".py");
       bool cpp = file.size() > 4 && file.substr(file.size() - 4) == ".cpp";
-      executor = py ? "python" : cpp ? "cpp" : "shell";
+      bool rs = file.size() > 3 && file.substr(file.size() - 3) == ".rs";
+      executor = py ? "python" : cpp ? "cpp" : rs ? "rust" : "shell";
     }
     std::string base_dir = str(spec, "base_dir");
     if (base_dir.empty()) base_dir = fs::current_path().string();
@@ -430,7 +823,8 @@ TaskOutcome run_runtime(const json& spec, TaskLog& log, SignalWatch& signals) {
     if (executor == "shell" || executor == "process") return run_shell(spec, base_dir, task_env(spec), log, signals);
     if (executor == "python") return run_python(spec, base_dir, task_env(spec), log, signals);
     if (executor == "cpp") return run_cpp(spec, base_dir, task_env(spec), log, signals);
-    return failure("spec_error", "unknown executor '" + executor + "' (this worker runs: shell, python, cpp)");
+    if (executor == "rust") return run_rust(spec, base_dir, task_env(spec), log, signals);
+    return failure("spec_error", "unknown executor '" + executor + "' (this worker runs: shell, python, cpp, rust)");
   } catch (const std::exception& e) {
     return failure("worker_error", e.what());
   }

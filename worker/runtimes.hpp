@@ -1,6 +1,7 @@
 // Task runtimes the worker runs: `shell` (a command or script; JSON on stdin, output file or last stdout line),
-// `python` (the Python SDK's `python -m ork.runner` with a request/result file pair) and `cpp` (a .cpp task compiled
-// with the C++ SDK, cached, then run like a shell task).
+// `python` (the Python SDK's `python -m ork.runner` with a request/result file pair), `cpp` (a .cpp task compiled
+// with the C++ SDK, cached, then run like a shell task) and `rust` (a #[task] file or crate built with cargo against
+// the Rust SDK, cached, then run like a cpp task).
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -102,6 +102,8 @@ struct Host {
     gethostname(hn, sizeof hn - 1);
     cfg.host_id = std::string(hn) + "-" + std::to_string(getpid()) + "-" + ork::new_uuid().substr(0, 4);
     cfg.worker_command = worker_command();
+    if (const char* r = std::getenv("ORK_RESIDENT_WORKER"); !(r && std::string(r) == "0"))
+      cfg.worker_server_command = {cfg.worker_command[0], "--serve"};
     eng = std::make_unique<ork::Engine>(io, *plugins, cfg);
     engine = eng.get();
   }

@@ -913,6 +913,8 @@ void Engine::dispatch(RunState& r, TaskState& t) {
                 {"timeout_seconds", def.timeout_seconds},
                 {"resources", {{"cpu_millis", def.resources.cpu_millis}, {"memory_mb", def.resources.memory_mb}}},
                 {"worker_command", cfg_.worker_command},
+                {"worker_server_command",
+                 cfg_.worker_server_command.empty() ? json() : json(cfg_.worker_server_command)},
                 {"image", def.image ? json(*def.image) : json(nullptr)},
                 {"env", exec_env}};
   std::string executor_id;

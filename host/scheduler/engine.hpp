@@ -28,7 +28,8 @@ struct EngineConfig {
   int max_active_tasks = 32;                // attempts in flight at once on this host, over all runs
   int fanout_batch = 500;                   // fan-out instances stored (and held in memory) per batch
   int64_t clock_offset_ms = 0;              // shifts the clock schedules are evaluated on (tests: ORK_CLOCK_OFFSET_MS)
-  std::vector<std::string> worker_command;  // how executors start ork-worker
+  std::vector<std::string> worker_command;         // how executors start ork-worker
+  std::vector<std::string> worker_server_command;  // a resident ork-worker local executors may fork from; empty: none
   static EngineConfig from_env();           // defaults overridden by ORK_* environment variables
 };
 

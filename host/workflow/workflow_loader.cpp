@@ -732,6 +732,8 @@ class Parser {
     }
     if (const Entry* e = get(es, "inputs")) parse_inputs(*e, f("inputs"), t, index);
 
+    if (t.executor == "rust") check_rust(te, es, t);
+
     if (base_dir_.empty()) return;
     for (const char* key : {"file", "config_file"}) {
       const auto& v = std::string(key) == "file" ? t.file : t.config_file;
@@ -742,6 +744,41 @@ class Parser {
         ctx_.error(get(es, key)->at(), f(key),
                    std::string(key) + " '" + *v + "' not found (looked for " + p.lexically_normal().string() + ")");
       }
+    }
+  }
+
+  // `executor: rust`: `file` (required unless `config_file` is set) is a .rs task file, a crate directory or its
+  // Cargo.toml; `function` names a binary of a crate given as a directory / Cargo.toml.
+  void check_rust(const Entry& te, const std::vector<Entry>& es, const TaskDefinition& t) {
+    const std::string path = "tasks." + te.key;
+    if (!t.file) {  // a task with only a `config_file` is for a custom executor
+      if (!get(es, "file") && !t.config_file)
+        ctx_.error(te.key_node, path + ".file",
+                   "executor 'rust' needs 'file': a .rs task file, or a crate directory or its Cargo.toml");
+      return;
+    }
+    const fs::path file(*t.file);
+    const bool rs = file.extension() == ".rs", toml = file.filename() == "Cargo.toml";
+    if (const Entry* e = get(es, "function"); e && t.function) {
+      if (rs) {
+        ctx_.error(e->at(), path + ".function",
+                   "'function' names a binary of a crate: give 'file' as the crate directory or its Cargo.toml "
+                   "(or drop 'function' and point 'file' at the binary's .rs source)");
+      } else if (!all_chars(*t.function, [](char c) { return is_word(c) || c == '-'; })) {
+        ctx_.error(e->at(), path + ".function", "invalid binary name '" + *t.function + "'");
+      }
+    }
+    if (base_dir_.empty()) return;
+    const fs::path p = file.is_absolute() ? file : fs::path(base_dir_) / file;
+    std::error_code ec;
+    const Entry* fe = get(es, "file");
+    if (fs::is_directory(p, ec)) {
+      if (!fs::is_regular_file(p / "Cargo.toml", ec))
+        ctx_.error(fe->at(), path + ".file", "'" + *t.file + "' is a directory without a Cargo.toml");
+    } else if (fs::exists(p, ec) && !rs && !toml) {
+      ctx_.error(
+          fe->at(), path + ".file",
+          "expected a .rs task file, a crate directory or a Cargo.toml for executor 'rust', got '" + *t.file + "'");
     }
   }
 

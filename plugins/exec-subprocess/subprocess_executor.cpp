@@ -15,22 +15,24 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <ork/plugin.hpp>
-
-#include "unique_fd.hpp"
 #include <random>
 #include <set>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "unique_fd.hpp"
 
 #ifndef ORK_PLUGIN_VERSION
 #define ORK_PLUGIN_VERSION "0.0.0"
@@ -46,7 +48,6 @@ constexpr int64_t kDefaultGraceMs = 10000;
 constexpr size_t kMaxFinished = 10000;  // finished attempts kept for status(); older ones are forgotten
 
 using ork::common::UniqueFd;
-
 
 // posix_spawn attributes and file actions, destroyed on scope exit.
 class SpawnSetup {
@@ -93,10 +94,14 @@ std::string env_value(const json& v) {
 }
 
 // One dispatched attempt.
+struct WorkerServer;
+
 struct Child {
-  pid_t pid = -1;  // also the process group id
+  pid_t pid = -1;  // also the process group id; -1 until a resident worker reports it
   UniqueFd pidfd;
-  bool watched = false;  // the background thread polls it (set once the "running" event went out)
+  std::shared_ptr<WorkerServer> server;  // the resident worker that forked it; null when spawned directly
+  bool orphan = false;                   // its resident worker died: watched through a pidfd, exit code unknown
+  bool watched = false;                  // the background thread polls it (set once the "running" event went out)
   bool cancelled = false;
   std::string state = "running";  // running | succeeded | failed | cancelled
   std::optional<int> exit_code;
@@ -115,6 +120,14 @@ struct Child {
   }
 };
 
+// A resident `ork-worker --serve` (see worker/server.hpp): requests on `in`, events on `out`.
+struct WorkerServer {
+  pid_t pid = -1;
+  UniqueFd in, out, pidfd;
+  std::string buffer;    // partial event line
+  bool closing = false;  // stdin closed (idle or shutdown): takes no more requests
+};
+
 class SubprocessExecutor : public ork::Executor {
  public:
   SubprocessExecutor(const json& cfg, ork::HostServices host) : host_(host) {
@@ -131,6 +144,10 @@ class SubprocessExecutor : public ork::Executor {
       kill_on_destroy_ = cfg["kill_on_destroy"].get<bool>();
     if (cfg.contains("grace_ms") && !cfg["grace_ms"].is_null()) default_grace_ms_ = cfg["grace_ms"].get<int64_t>();
     if (cfg.contains("worker_command") && !cfg["worker_command"].is_null()) default_command_ = cfg["worker_command"];
+    if (cfg.contains("resident_worker") && !cfg["resident_worker"].is_null())
+      resident_ = cfg["resident_worker"].get<bool>();
+    if (cfg.contains("resident_idle_ms") && !cfg["resident_idle_ms"].is_null())
+      resident_idle_ms_ = std::max<int64_t>(cfg["resident_idle_ms"].get<int64_t>(), 0);
     std::random_device rd;
     char nonce[24];
     std::snprintf(nonce, sizeof nonce, "%08x%08x", rd(), rd());
@@ -147,12 +164,16 @@ class SubprocessExecutor : public ork::Executor {
     }
     wake();
     if (thread_.joinable()) thread_.join();
+    for (auto& srv : servers_) {  // a resident worker exits once its attempts end
+      std::lock_guard lock(write_mu_);
+      srv->in.reset();
+    }
     if (!kill_on_destroy_) return;  // children outlive the host; it re-attaches through their status files
     std::vector<pid_t> pids;
     for (auto& [id, c] : children_)
-      if (c.running()) {
+      if (c.running() && c.pid > 0) {
         ::kill(-c.pid, SIGKILL);
-        pids.push_back(c.pid);
+        if (!c.server && !c.orphan) pids.push_back(c.pid);
       }
     for (pid_t pid : pids) {
       int st = 0;
@@ -191,6 +212,11 @@ class SubprocessExecutor : public ork::Executor {
         env[k] = env_value(v);
       }
     }
+    std::string log_path = prepare_log(cfg);
+    if (resident_ && cfg.contains("worker_server_command") && cfg["worker_server_command"].is_array() &&
+        !cfg["worker_server_command"].empty())
+      return dispatch_resident(cfg["worker_server_command"], env, log_path);
+
     std::vector<std::string> env_strings;
     env_strings.reserve(env.size());
     for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
@@ -215,14 +241,7 @@ class SubprocessExecutor : public ork::Executor {
     check_spawn(::posix_spawnattr_setsigmask(sp.attr(), &none), "spawnattr sigmask");
     check_spawn(::posix_spawnattr_setsigdefault(sp.attr(), &defaults), "spawnattr sigdefault");
     check_spawn(::posix_spawn_file_actions_addopen(sp.actions(), 0, "/dev/null", O_RDONLY, 0), "stdin");
-    std::string log_path;
-    if (!log_dir_.empty()) {
-      fs::path dir = log_dir_ / safe_segment(cfg, "run_id");
-      std::string attempt = cfg.contains("attempt") && !cfg["attempt"].is_null() ? env_value(cfg["attempt"]) : "0";
-      log_path = (dir / (safe_segment(cfg, "task_id") + "-" + attempt + ".log")).string();
-      std::error_code ec;
-      fs::create_directories(dir, ec);
-      if (ec) throw std::runtime_error("exec-subprocess: cannot create " + dir.string() + ": " + ec.message());
+    if (!log_path.empty()) {
       check_spawn(
           ::posix_spawn_file_actions_addopen(sp.actions(), 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644),
           "stdout");
@@ -294,25 +313,170 @@ class SubprocessExecutor : public ork::Executor {
     int64_t grace = default_grace_ms_;
     if (a.contains("grace_ms") && !a["grace_ms"].is_null()) grace = a["grace_ms"].get<int64_t>();
     grace = std::max<int64_t>(grace, 0);
+    std::vector<std::pair<std::shared_ptr<WorkerServer>, json>> requests;
     {
       std::lock_guard lock(mu_);
       auto it = children_.find(id);
       if (it == children_.end() || !it->second.running()) return json::object();
       Child& c = it->second;
       c.cancelled = true;
-      // The leader is reaped only under this lock, so its pid still names our process group here.
-      ::kill(-c.pid, grace == 0 ? SIGKILL : SIGTERM);
+      signal_group(id, c, grace == 0 ? SIGKILL : SIGTERM, requests);
       if (grace > 0) {
         auto at = Clock::now() + std::chrono::milliseconds(grace);
         if (!c.kill_at || at < *c.kill_at) c.kill_at = at;
       }
     }
+    for (auto& [server, req] : requests) send(*server, req);
     wake();
     host_.log(ORK_LOG_DEBUG, "exec-subprocess: cancelling " + id + " (grace " + std::to_string(grace) + " ms)");
     return json::object();
   }
 
  private:
+  // The log file of an attempt under log_dir (its folder created); "" without log_dir.
+  std::string prepare_log(const json& cfg) {
+    if (log_dir_.empty()) return "";
+    fs::path dir = log_dir_ / safe_segment(cfg, "run_id");
+    std::string attempt = cfg.contains("attempt") && !cfg["attempt"].is_null() ? env_value(cfg["attempt"]) : "0";
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw std::runtime_error("exec-subprocess: cannot create " + dir.string() + ": " + ec.message());
+    return (dir / (safe_segment(cfg, "task_id") + "-" + attempt + ".log")).string();
+  }
+
+  // Starts `ork-worker --serve` with pipes on its stdin and stdout, in its own process group. Called with mu_ held.
+  std::shared_ptr<WorkerServer> start_server(const json& cmd) {
+    std::vector<std::string> args;
+    for (const auto& a : cmd) {
+      if (!a.is_string() || a.get<std::string>().empty())
+        ork::throw_invalid("exec-subprocess: worker_server_command items must be non-empty strings");
+      args.push_back(a.get<std::string>());
+    }
+    int req[2], ev[2];
+    if (::pipe2(req, O_CLOEXEC) != 0)
+      throw std::runtime_error(std::string("exec-subprocess: pipe: ") + ::strerror(errno));
+    UniqueFd req_r(req[0]), req_w(req[1]);
+    if (::pipe2(ev, O_CLOEXEC) != 0)
+      throw std::runtime_error(std::string("exec-subprocess: pipe: ") + ::strerror(errno));
+    UniqueFd ev_r(ev[0]), ev_w(ev[1]);
+    SpawnSetup sp;
+    check_spawn(
+        ::posix_spawnattr_setflags(sp.attr(), POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF),
+        "spawnattr flags");
+    check_spawn(::posix_spawnattr_setpgroup(sp.attr(), 0), "spawnattr pgroup");
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigfillset(&defaults);
+    sigdelset(&defaults, SIGKILL);
+    sigdelset(&defaults, SIGSTOP);
+    check_spawn(::posix_spawnattr_setsigmask(sp.attr(), &none), "spawnattr sigmask");
+    check_spawn(::posix_spawnattr_setsigdefault(sp.attr(), &defaults), "spawnattr sigdefault");
+    check_spawn(::posix_spawn_file_actions_adddup2(sp.actions(), req_r.get(), 0), "server stdin");
+    check_spawn(::posix_spawn_file_actions_adddup2(sp.actions(), ev_w.get(), 1), "server stdout");
+#if defined(__GLIBC__) && __GLIBC_PREREQ(2, 34)
+    check_spawn(::posix_spawn_file_actions_addclosefrom_np(sp.actions(), 3), "closefrom");
+#endif
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = -1;
+    int rc = ::posix_spawnp(&pid, argv[0], sp.actions(), sp.attr(), argv.data(), environ);
+    if (rc != 0) {
+      std::string m = "exec-subprocess: cannot start '" + args[0] + "': " + ::strerror(rc);
+      if (rc == ENOENT || rc == EACCES || rc == ENOEXEC || rc == ENOTDIR) ork::throw_invalid(m);
+      ork::throw_unavailable(m);
+    }
+    auto server = std::make_shared<WorkerServer>();
+    server->pid = pid;
+    server->in = std::move(req_w);
+    server->out = std::move(ev_r);
+    server->pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    ::fcntl(server->out.get(), F_SETFL, O_NONBLOCK);
+    servers_.push_back(server);
+    host_.log(ORK_LOG_DEBUG, "exec-subprocess: started resident worker pid " + std::to_string(pid));
+    return server;
+  }
+
+  // Writes one request line to a resident worker; false when it is gone.
+  bool send(WorkerServer& server, const json& request) {
+    std::string line = request.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    std::lock_guard lock(write_mu_);
+    std::string_view rest(line);
+    while (!rest.empty()) {
+      if (!server.in) return false;
+      ssize_t n = ::write(server.in.get(), rest.data(), rest.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      rest.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  // Runs the attempt as a fork of the resident worker: no exec and no dynamic loading per task.
+  json dispatch_resident(const json& server_cmd, const std::map<std::string, std::string>& env,
+                         const std::string& log_path) {
+    std::shared_ptr<WorkerServer> server;
+    std::string id;
+    {
+      std::lock_guard lock(mu_);
+      if (!servers_.empty() && !servers_.back()->closing)
+        server = servers_.back();
+      else
+        server = start_server(server_cmd);
+      id = "w" + std::to_string(server->pid) + ":" + nonce_ + "-" + std::to_string(++counter_);
+      Child c;
+      c.server = server;
+      c.message = "starting in resident worker pid " + std::to_string(server->pid);
+      children_.emplace(id, std::move(c));
+      running_.insert(id);
+      idle_at_.reset();
+    }
+    wake();  // polls a new server's events
+    json request{{"op", "run"}, {"id", id}, {"env", env}, {"log_path", log_path.empty() ? json() : json(log_path)}};
+    if (!cwd_.empty()) request["cwd"] = cwd_;
+    bool sent = send(*server, request);
+    std::unique_lock lock(mu_);
+    Child& c = children_.at(id);
+    if (!sent) c.message = "resident worker pid " + std::to_string(server->pid) + " is gone";
+    started_cv_.wait_for(lock, std::chrono::seconds(30), [&] { return !sent || c.pid > 0 || !c.running(); });
+    if (c.pid <= 0 && c.running()) {
+      std::string m = "exec-subprocess: " + c.message + " (no pid reported)";
+      running_.erase(id);
+      children_.erase(id);
+      ork::throw_unavailable(m);
+    }
+    if (c.pid <= 0) {  // the fork failed: report it as a failed start
+      std::string m = "exec-subprocess: " + c.message;
+      running_.erase(id);
+      children_.erase(id);
+      throw std::runtime_error(m);
+    }
+    pid_t pid = c.pid;
+    lock.unlock();
+    host_.notify(json{{"type", "executor.status"}, {"executor_id", id}, {"state", "running"}, {"pid", pid}});
+    std::optional<json> ended;
+    {
+      std::lock_guard relock(mu_);
+      Child& ch = children_.at(id);
+      ch.watched = true;
+      if (!ch.running()) ended = ch.event(id);  // it ended before "running" went out
+    }
+    if (ended) host_.notify(*ended);
+    return json{{"executor_id", id}};
+  }
+
+  // Signals an attempt's process group, called with mu_ held. A resident worker's fork is signalled by that worker
+  // (it alone knows whether the pid is still its unreaped child), so the request is queued for sending after unlock.
+  void signal_group(const std::string& id, const Child& c, int sig,
+                    std::vector<std::pair<std::shared_ptr<WorkerServer>, json>>& requests) {
+    if (c.server && !c.orphan) {
+      requests.emplace_back(c.server, json{{"op", "kill"}, {"id", id}, {"signal", sig}});
+    } else if (c.pid > 0) {
+      // A direct child is reaped only under mu_, so its pid still names our process group here.
+      ::kill(-c.pid, sig);
+    }
+  }
+
   static std::string executor_id(const json& a) {
     if (!a.is_object() || !a.contains("executor_id") || !a["executor_id"].is_string())
       ork::throw_invalid("exec-subprocess: needs a string \"executor_id\"");
@@ -324,30 +488,49 @@ class SubprocessExecutor : public ork::Executor {
     [[maybe_unused]] ssize_t n = ::write(wake_fd_.get(), &one, sizeof one);  // EAGAIN: already pending
   }
 
-  // Background thread: wait for exits (pidfds), wake-ups (eventfd) and the nearest SIGKILL deadline.
+  // Background thread: wait for exits (pidfds), resident workers' events, wake-ups (eventfd) and the nearest
+  // deadline (a cancel's SIGKILL, closing an idle resident worker).
   void run() {
     std::vector<pollfd> fds;
-    std::vector<std::string> ids;
+    std::vector<std::string> ids;                             // fds[1 .. ids.size()]: children's pidfds
+    std::vector<std::shared_ptr<WorkerServer>> outs, pidfds;  // then resident workers' stdout, then their pidfds
     for (;;) {
       fds.assign(1, pollfd{wake_fd_.get(), POLLIN, 0});
       ids.clear();
+      outs.clear();
+      pidfds.clear();
       int timeout = -1;
+      auto shorten = [&](Clock::time_point at, Clock::time_point now) {
+        auto ms = std::chrono::ceil<std::chrono::milliseconds>(at - now).count();
+        int t = static_cast<int>(std::clamp<int64_t>(ms, 0, 24 * 3600 * 1000));
+        timeout = timeout < 0 ? t : std::min(timeout, t);
+      };
       {
         std::lock_guard lock(mu_);
         if (stop_) return;
         auto now = Clock::now();
+        bool resident_busy = false;
         for (const auto& id : running_) {
           const Child& c = children_.at(id);
-          if (c.watched) {
+          if (c.watched && c.pidfd) {
             fds.push_back(pollfd{c.pidfd.get(), POLLIN, 0});
             ids.push_back(id);
           }
-          if (c.kill_at) {
-            auto ms = std::chrono::ceil<std::chrono::milliseconds>(*c.kill_at - now).count();
-            int t = static_cast<int>(std::clamp<int64_t>(ms, 0, 24 * 3600 * 1000));
-            timeout = timeout < 0 ? t : std::min(timeout, t);
-          }
+          if (c.server && !c.orphan) resident_busy = true;
+          if (c.kill_at) shorten(*c.kill_at, now);
         }
+        for (const auto& srv : servers_)
+          if (srv->out) outs.push_back(srv);
+        for (const auto& srv : outs) fds.push_back(pollfd{srv->out.get(), POLLIN, 0});
+        for (const auto& srv : servers_)
+          if (srv->pidfd) pidfds.push_back(srv);
+        for (const auto& srv : pidfds) fds.push_back(pollfd{srv->pidfd.get(), POLLIN, 0});
+        bool idle_server = !resident_busy && !servers_.empty() && !servers_.back()->closing;
+        if (!idle_server)
+          idle_at_.reset();
+        else if (!idle_at_)
+          idle_at_ = now + std::chrono::milliseconds(resident_idle_ms_);
+        if (idle_at_) shorten(*idle_at_, now);
       }
       int n = ::poll(fds.data(), fds.size(), timeout);
       if (n < 0 && errno != EINTR) {
@@ -359,45 +542,126 @@ class SubprocessExecutor : public ork::Executor {
         uint64_t v = 0;
         [[maybe_unused]] ssize_t r = ::read(wake_fd_.get(), &v, sizeof v);
       }
+      // Event bytes are read before taking the lock: a dispatch may hold it while waiting for a pid.
+      std::vector<std::pair<std::shared_ptr<WorkerServer>, std::string>> chunks;
+      std::vector<std::shared_ptr<WorkerServer>> eofs;
+      size_t base = 1 + ids.size();
+      for (size_t i = 0; n > 0 && i < outs.size(); ++i) {
+        if (!fds[base + i].revents) continue;
+        std::string data;
+        char buf[65536];
+        ssize_t r;
+        while ((r = ::read(outs[i]->out.get(), buf, sizeof buf)) > 0) data.append(buf, static_cast<size_t>(r));
+        if (!data.empty()) chunks.emplace_back(outs[i], std::move(data));
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) eofs.push_back(outs[i]);
+      }
       std::vector<json> events;
+      std::vector<std::pair<std::shared_ptr<WorkerServer>, json>> requests;
+      std::vector<std::shared_ptr<WorkerServer>> to_close;
       {
         std::lock_guard lock(mu_);
         if (stop_) return;
-        for (size_t i = 1; n > 0 && i < fds.size(); ++i)
+        for (size_t i = 1; n > 0 && i <= ids.size(); ++i)
           if (fds[i].revents) reap(ids[i - 1], events);
+        for (auto& [srv, data] : chunks) on_server_output(*srv, data, events);
+        for (auto& srv : eofs) on_server_gone(srv, events);
+        size_t pbase = base + outs.size();
+        for (size_t i = 0; n > 0 && i < pidfds.size(); ++i)
+          if (fds[pbase + i].revents) {
+            int st = 0;
+            if (::waitpid(pidfds[i]->pid, &st, WNOHANG) == pidfds[i]->pid) {
+              pidfds[i]->pidfd.reset();
+              if (!pidfds[i]->out) std::erase(servers_, pidfds[i]);
+            }
+          }
         auto now = Clock::now();
         for (const auto& id : running_)
           if (Child& c = children_.at(id); c.kill_at && *c.kill_at <= now) {
             c.kill_at.reset();
-            ::kill(-c.pid, SIGKILL);
+            signal_group(id, c, SIGKILL, requests);
             host_.log(ORK_LOG_INFO, "exec-subprocess: " + id + " outlived its grace period, sent SIGKILL");
           }
+        if (idle_at_ && *idle_at_ <= now) {
+          idle_at_.reset();
+          for (auto& srv : servers_)
+            if (!srv->closing) {
+              srv->closing = true;
+              to_close.push_back(srv);
+            }
+        }
+      }
+      for (auto& [srv, req] : requests) send(*srv, req);
+      for (auto& srv : to_close) {
+        std::lock_guard lock(write_mu_);
+        srv->in.reset();  // it exits once its last attempt is reaped
       }
       for (const auto& e : events) host_.notify(e);
     }
   }
 
-  // Called with mu_ held when a pidfd is readable: the leader exited (a zombie until waitpid below).
-  void reap(const std::string& id, std::vector<json>& events) {
-    auto it = children_.find(id);
-    if (it == children_.end() || !it->second.running()) return;
-    Child& c = it->second;
-    if (c.cancelled) ::kill(-c.pid, SIGKILL);  // stragglers of a cancelled group; the zombie keeps the pgid ours
-    int st = 0;
-    pid_t r;
-    while ((r = ::waitpid(c.pid, &st, WNOHANG)) < 0 && errno == EINTR) {
+  // Called with mu_ held: event lines of a resident worker ({"id","pid"}, {"id","error"}, {"id","exit_code"|"signal"}).
+  void on_server_output(WorkerServer& srv, const std::string& data, std::vector<json>& events) {
+    srv.buffer += data;
+    for (size_t nl; (nl = srv.buffer.find('\n')) != std::string::npos;) {
+      json ev = json::parse(srv.buffer.substr(0, nl), nullptr, false);
+      srv.buffer.erase(0, nl + 1);
+      if (!ev.is_object() || !ev.value("id", json()).is_string()) continue;
+      std::string id = ev["id"].get<std::string>();
+      auto it = children_.find(id);
+      if (it == children_.end() || !it->second.running()) continue;
+      Child& c = it->second;
+      if (ev.contains("pid")) {
+        c.pid = ev["pid"].get<pid_t>();
+        c.message =
+            "running as pid " + std::to_string(c.pid) + " (forked by resident worker " + std::to_string(srv.pid) + ")";
+        started_cv_.notify_all();
+      } else if (ev.contains("error")) {
+        c.state = "failed";
+        c.message = "resident worker: " + ev["error"].get<std::string>();
+        running_.erase(id);
+        started_cv_.notify_all();
+      } else {
+        std::optional<int> code, sig;
+        if (ev.contains("signal")) sig = ev["signal"].get<int>();
+        if (ev.contains("exit_code")) code = ev["exit_code"].get<int>();
+        finish(id, c, code, sig, events);
+      }
     }
-    if (r == 0) return;  // not exited after all
-    std::string how;
-    if (r < 0) {
-      how = "exit status unavailable (reaped elsewhere: " + std::string(::strerror(errno)) + ")";
-    } else if (WIFEXITED(st)) {
-      c.exit_code = WEXITSTATUS(st);
-      how = "exited with code " + std::to_string(*c.exit_code);
-    } else if (WIFSIGNALED(st)) {
-      c.signal = WTERMSIG(st);
-      how = "killed by " + signal_name(*c.signal);
+  }
+
+  // Called with mu_ held when a resident worker's stdout closed: it exited. Its forks keep running on their own; each
+  // one with a pid is watched through a pidfd from now on (exit code unknown: the engine reads its status file).
+  void on_server_gone(const std::shared_ptr<WorkerServer>& srv, std::vector<json>& events) {
+    srv->out.reset();
+    srv->closing = true;
+    {
+      std::lock_guard lock(write_mu_);
+      srv->in.reset();
     }
+    if (!srv->pidfd) std::erase(servers_, srv);
+    std::vector<std::string> lost;
+    for (const auto& id : running_) {
+      Child& c = children_.at(id);
+      if (c.server != srv) continue;
+      c.orphan = true;
+      if (c.pid > 0) c.pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, c.pid, 0)));
+      if (!c.pidfd) lost.push_back(id);
+    }
+    for (const auto& id : lost) finish(id, children_.at(id), std::nullopt, std::nullopt, events);
+    started_cv_.notify_all();
+    host_.log(ORK_LOG_WARN, "exec-subprocess: resident worker pid " + std::to_string(srv->pid) + " exited");
+  }
+
+  // Called with mu_ held: records how an attempt ended; its event goes out now if "running" already did.
+  void finish(const std::string& id, Child& c, std::optional<int> code, std::optional<int> sig,
+              std::vector<json>& events) {
+    std::string how = "exit status unknown (its resident worker exited)";
+    c.exit_code = code;
+    c.signal = sig;
+    if (code)
+      how = "exited with code " + std::to_string(*code);
+    else if (sig)
+      how = "killed by " + signal_name(*sig);
     if (c.cancelled)
       c.state = "cancelled";
     else
@@ -405,13 +669,38 @@ class SubprocessExecutor : public ork::Executor {
     c.message = c.cancelled ? "cancelled; " + how : how;
     c.kill_at.reset();
     c.pidfd.reset();
-    events.push_back(c.event(id));
+    c.server.reset();
+    if (c.watched) events.push_back(c.event(id));
     running_.erase(id);
     finished_.push_back(id);
     while (finished_.size() > kMaxFinished) {
       children_.erase(finished_.front());
       finished_.pop_front();
     }
+  }
+
+  // Called with mu_ held when a pidfd is readable: the leader exited (a zombie until waitpid below, unless it is an
+  // orphaned fork of a resident worker, which is not our child).
+  void reap(const std::string& id, std::vector<json>& events) {
+    auto it = children_.find(id);
+    if (it == children_.end() || !it->second.running()) return;
+    Child& c = it->second;
+    if (c.orphan) {
+      finish(id, c, std::nullopt, std::nullopt, events);
+      return;
+    }
+    if (c.cancelled) ::kill(-c.pid, SIGKILL);  // stragglers of a cancelled group; the zombie keeps the pgid ours
+    int st = 0;
+    pid_t r;
+    while ((r = ::waitpid(c.pid, &st, WNOHANG)) < 0 && errno == EINTR) {
+    }
+    if (r == 0) return;  // not exited after all
+    if (r > 0 && WIFEXITED(st))
+      finish(id, c, WEXITSTATUS(st), std::nullopt, events);
+    else if (r > 0 && WIFSIGNALED(st))
+      finish(id, c, std::nullopt, WTERMSIG(st), events);
+    else
+      finish(id, c, std::nullopt, std::nullopt, events);
   }
 
   ork::HostServices host_;
@@ -422,10 +711,17 @@ class SubprocessExecutor : public ork::Executor {
   json default_command_;
   std::string nonce_;
 
+  bool resident_ = true;
+  int64_t resident_idle_ms_ = 30000;
+
   std::mutex mu_;
-  std::map<std::string, Child> children_;  // guarded by mu_
-  std::set<std::string> running_;          // ids of children_ still running; guarded by mu_
-  std::deque<std::string> finished_;       // ids in finishing order, for eviction
+  std::condition_variable started_cv_;                  // a resident worker reported a pid (or failed)
+  std::mutex write_mu_;                                 // serializes request lines; never held while waiting for mu_
+  std::vector<std::shared_ptr<WorkerServer>> servers_;  // guarded by mu_; back() takes new attempts
+  std::optional<Clock::time_point> idle_at_;            // guarded by mu_: when an idle resident worker is let go
+  std::map<std::string, Child> children_;               // guarded by mu_
+  std::set<std::string> running_;                       // ids of children_ still running; guarded by mu_
+  std::deque<std::string> finished_;                    // ids in finishing order, for eviction
   uint64_t counter_ = 0;
   bool stop_ = false;
   UniqueFd wake_fd_;

@@ -3,8 +3,10 @@
 // reader sees the old or the new object, never part of one. Keys are checked so none can escape the root.
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,14 +16,14 @@
 #include <filesystem>
 #include <optional>
 #include <ork/plugin.hpp>
-
-#include "unique_fd.hpp"
 #include <random>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
+
+#include "unique_fd.hpp"
 
 #ifndef ORK_PLUGIN_VERSION
 #define ORK_PLUGIN_VERSION "0.0.0"
@@ -36,21 +38,28 @@ constexpr std::string_view kTempPrefix = ".ork-tmp-";
 
 using ork::common::UniqueFd;
 
-
-// Unlinks a temp file unless it was committed.
+// Unlinks a temp file (a name relative to `dir`, or a path with AT_FDCWD) unless it was committed.
 class TempFileGuard {
  public:
-  explicit TempFileGuard(fs::path p) : path_(std::move(p)) {}
+  TempFileGuard(int dir, std::string name) : dir_(dir), name_(std::move(name)) {}
   TempFileGuard(const TempFileGuard&) = delete;
   TempFileGuard& operator=(const TempFileGuard&) = delete;
   ~TempFileGuard() {
-    if (!path_.empty()) ::unlink(path_.c_str());
+    if (!name_.empty()) ::unlinkat(dir_, name_.c_str(), 0);
   }
-  void release() { path_.clear(); }
+  void release() { name_.clear(); }
 
  private:
-  fs::path path_;
+  int dir_;
+  std::string name_;
 };
+
+// Splits "a/b/c" into ("a/b", "c"); ("", "c") for a top-level key.
+std::pair<std::string, std::string> split_key(const std::string& key) {
+  size_t slash = key.rfind('/');
+  if (slash == std::string::npos) return {"", key};
+  return {key.substr(0, slash), key.substr(slash + 1)};
+}
 
 [[noreturn]] void throw_errno(const std::string& what, int err) {
   if (err == ENAMETOOLONG) ork::throw_invalid(what + ": " + std::strerror(err));
@@ -109,14 +118,21 @@ class LocalObjectStore : public ork::ObjectStore {
     root_ = fs::canonical(root, ec);
     if (ec) ork::throw_invalid("object-local: cannot resolve root " + root.string() + ": " + ec.message());
     if (!fs::is_directory(root_)) ork::throw_invalid("object-local: root " + root_.string() + " is not a directory");
+    root_fd_ = UniqueFd(::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!root_fd_) ork::throw_invalid("object-local: cannot open root " + root_.string() + ": " + std::strerror(errno));
     std::random_device rd;
     temp_tag_ = std::to_string(::getpid()) + "-" + std::to_string((uint64_t{rd()} << 32) | rd());
     host_.log(ORK_LOG_DEBUG, "object-local: root " + root_.string() + (fsync_ ? " (fsync)" : ""));
   }
 
   std::optional<std::string> get(const std::string& key) override {
-    fs::path p = checked_path(key);
-    UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+    if (key.empty()) ork::throw_invalid("object-local: empty key");
+    check_segments(key, false, "key");
+    UniqueFd fd(open_beneath(key, O_RDONLY | O_CLOEXEC));
+    if (!fd && needs_slow_path(errno)) {
+      fs::path p = checked_path(key);
+      fd = UniqueFd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+    }
     if (!fd) {
       if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
       throw_errno("object-local: open " + key, errno);
@@ -144,28 +160,19 @@ class LocalObjectStore : public ork::ObjectStore {
   void put(const std::string& key, std::string_view data, const json& opts) override {
     bool if_none_match = opts.is_object() && opts.contains("if_none_match") && opts["if_none_match"].is_boolean() &&
                          opts["if_none_match"].get<bool>();
-    fs::path target = checked_path(key);
-    fs::path dir = target.parent_path();
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec) {
-      if (ec == std::errc::not_a_directory || ec == std::errc::file_exists)
-        ork::throw_conflict("object-local: a prefix of '" + key + "' is an existing object");
-      throw_errno("object-local: mkdir for " + key, ec.value());
-    }
-    // Re-check after creating: a concurrent rename or symlink swap must not move the write outside the root.
-    fs::path real_dir = fs::canonical(dir, ec);
-    if (ec || !within(root_, real_dir)) ork::throw_invalid("object-local: key '" + key + "' resolves outside the root");
-
-    auto [tmp, fd] = create_temp(dir, key);
-    TempFileGuard guard(tmp);
+    if (key.empty()) ork::throw_invalid("object-local: empty key");
+    check_segments(key, false, "key");
+    auto [dir_key, name] = split_key(key);
+    UniqueFd dir = open_dir(dir_key, key);
+    auto [tmp, fd] = create_temp(dir.get(), key);
+    TempFileGuard guard(dir.get(), tmp);
     write_all(fd, data, key);
     if (fsync_ && ::fsync(fd.get()) != 0) throw_errno("object-local: fsync " + key, errno);
     if (fd.close() != 0) throw_errno("object-local: close " + key, errno);
 
     if (if_none_match) {
-      commit_exclusive(tmp, target, key);
-    } else if (::rename(tmp.c_str(), target.c_str()) != 0) {
+      commit_exclusive(dir.get(), tmp, name, key);
+    } else if (::renameat(dir.get(), tmp.c_str(), dir.get(), name.c_str()) != 0) {
       int err = errno;
       if (err == EISDIR || err == ENOTEMPTY || err == EEXIST)
         ork::throw_conflict("object-local: '" + key + "' is a prefix of other keys, not an object");
@@ -173,12 +180,27 @@ class LocalObjectStore : public ork::ObjectStore {
     } else {
       guard.release();
     }
-    if (fsync_) sync_dir(dir);
+    if (fsync_) sync_dir(dir.get());
   }
 
   void del(const std::string& key) override {
     if (key.empty()) ork::throw_invalid("object-local: empty key");
     check_segments(key, false, "key");
+    auto [dir_key, name] = split_key(key);
+    if (UniqueFd dir(dir_key.empty() ? ::dup(root_fd_.get()) : open_beneath(dir_key, O_PATH | O_DIRECTORY | O_CLOEXEC));
+        dir || !needs_slow_path(errno)) {
+      if (!dir) {
+        if (errno == ENOENT || errno == ENOTDIR) return;
+        throw_errno("object-local: open the folder of " + key, errno);
+      }
+      if (::unlinkat(dir.get(), name.c_str(), 0) != 0) {
+        int err = errno;
+        if (err == ENOENT || err == ENOTDIR || err == EISDIR) return;
+        throw_errno("object-local: unlink " + key, err);
+      }
+      if (fsync_) sync_dir(dir.get());
+      return;
+    }
     fs::path p = root_ / fs::path(key);
     // Only the parent must stay inside the root: unlink removes a symlink itself, never its target.
     if (!within(root_, fs::weakly_canonical(p.parent_path())))
@@ -188,7 +210,10 @@ class LocalObjectStore : public ork::ObjectStore {
       if (err == ENOENT || err == ENOTDIR || err == EISDIR) return;
       throw_errno("object-local: unlink " + key, err);
     }
-    if (fsync_) sync_dir(p.parent_path());
+    if (fsync_) {
+      UniqueFd d(::open(p.parent_path().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+      if (d) sync_dir(d.get());
+    }
   }
 
   std::vector<std::string> list(const std::string& prefix) override {
@@ -215,10 +240,55 @@ class LocalObjectStore : public ork::ObjectStore {
     return p;
   }
 
-  std::pair<fs::path, UniqueFd> create_temp(const fs::path& dir, const std::string& key) {
+  // openat2(root, rel, RESOLVE_BENEATH): one syscall that also proves the path stays inside the root; -1 with errno.
+  int open_beneath(const std::string& rel, int flags) const {
+    open_how how{};
+    how.flags = static_cast<uint64_t>(flags);
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    long fd;
+    do {
+      fd = ::syscall(SYS_openat2, root_fd_.get(), rel.c_str(), &how, sizeof how);
+    } while (fd < 0 && errno == EAGAIN);
+    return static_cast<int>(fd);
+  }
+
+  // Errors after which the path checks fall back to resolving the path in user space: no openat2 (old kernels,
+  // seccomp), or a symlink openat2 will not follow beneath the root (absolute, or through "..").
+  static bool needs_slow_path(int err) { return err == ENOSYS || err == EXDEV || err == ELOOP || err == EPERM; }
+
+  // The folder of a key (created when missing), as an O_PATH descriptor checked to lie inside the root.
+  UniqueFd open_dir(const std::string& dir_key, const std::string& key) {
+    if (dir_key.empty()) return UniqueFd(::dup(root_fd_.get()));
+    std::error_code ec;
+    UniqueFd dir(open_beneath(dir_key, O_PATH | O_DIRECTORY | O_CLOEXEC));
+    int err = dir ? 0 : errno;
+    if (err && needs_slow_path(err) && !within(root_, fs::weakly_canonical(root_ / dir_key)))
+      ork::throw_invalid("object-local: key '" + key + "' resolves outside the root");
+    if (err == ENOENT || needs_slow_path(err)) {
+      fs::create_directories(root_ / dir_key, ec);
+      if (ec) {
+        if (ec == std::errc::not_a_directory || ec == std::errc::file_exists)
+          ork::throw_conflict("object-local: a prefix of '" + key + "' is an existing object");
+        throw_errno("object-local: mkdir for " + key, ec.value());
+      }
+      dir = UniqueFd(open_beneath(dir_key, O_PATH | O_DIRECTORY | O_CLOEXEC));
+      err = dir ? 0 : errno;
+    }
+    if (dir) return dir;
+    if (err == ENOTDIR) ork::throw_conflict("object-local: a prefix of '" + key + "' is an existing object");
+    if (!needs_slow_path(err)) throw_errno("object-local: open the folder of " + key, err);
+    // Re-check after resolving: a symlink swap must not move the write outside the root.
+    fs::path real_dir = fs::canonical(root_ / dir_key, ec);
+    if (ec || !within(root_, real_dir)) ork::throw_invalid("object-local: key '" + key + "' resolves outside the root");
+    dir = UniqueFd(::open(real_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) throw_errno("object-local: open the folder of " + key, errno);
+    return dir;
+  }
+
+  std::pair<std::string, UniqueFd> create_temp(int dir, const std::string& key) {
     for (int i = 0; i < 100; ++i) {
-      fs::path tmp = dir / (std::string(kTempPrefix) + temp_tag_ + "-" + std::to_string(counter_.fetch_add(1)));
-      int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+      std::string tmp = std::string(kTempPrefix) + temp_tag_ + "-" + std::to_string(counter_.fetch_add(1));
+      int fd = ::openat(dir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
       if (fd >= 0) return {tmp, UniqueFd(fd)};
       if (errno != EEXIST) throw_errno("object-local: create temp file for " + key, errno);
     }
@@ -237,22 +307,22 @@ class LocalObjectStore : public ork::ObjectStore {
     }
   }
 
-  // Publishes tmp as target only if target does not exist: link() fails with EEXIST for every writer but one.
-  static void commit_exclusive(const fs::path& tmp, const fs::path& target, const std::string& key) {
-    if (::link(tmp.c_str(), target.c_str()) == 0) return;  // the guard unlinks the temp name
+  // Publishes tmp as name only if name does not exist: link() fails with EEXIST for every writer but one.
+  static void commit_exclusive(int dir, const std::string& tmp, const std::string& name, const std::string& key) {
+    if (::linkat(dir, tmp.c_str(), dir, name.c_str(), 0) == 0) return;  // the guard unlinks the temp name
     int err = errno;
     if (err == EEXIST) ork::throw_conflict("object-local: '" + key + "' already exists");
     if (err == EPERM || err == EOPNOTSUPP || err == ENOSYS || err == EMLINK) {
       // Filesystems without hard links: an exclusive rename is just as atomic.
-      if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) == 0) return;
+      if (::renameat2(dir, tmp.c_str(), dir, name.c_str(), RENAME_NOREPLACE) == 0) return;
       err = errno;
       if (err == EEXIST) ork::throw_conflict("object-local: '" + key + "' already exists");
     }
     throw_errno("object-local: publish " + key, err);
   }
 
-  static void sync_dir(const fs::path& dir) {
-    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  static void sync_dir(int dir) {
+    UniqueFd fd(::openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (fd) ::fsync(fd.get());
   }
 
@@ -285,6 +355,7 @@ class LocalObjectStore : public ork::ObjectStore {
 
   ork::HostServices host_;
   fs::path root_;
+  UniqueFd root_fd_;  // O_PATH: the anchor of every openat2 lookup
   bool fsync_ = false;
   std::string temp_tag_;
   std::atomic<uint64_t> counter_{0};

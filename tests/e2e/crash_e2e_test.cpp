@@ -89,7 +89,10 @@ TEST(CrashE2E, KillNineOfHostAndWorkerRetriesTheLostAttempt) {
     // Freeze the host first so it cannot react (and retry) between the kills below.
     ::kill(host.pid(), SIGSTOP);
     // ("[s]tart" keeps pkill's own shell from matching its pattern.)
-    run("pkill -KILL -P " + std::to_string(host.pid()) + " ork-worker; pkill -KILL -f 'echo [s]tart b'; true");
+    // Attempts are forks of the host's resident ork-worker: kill those forks, then the resident worker itself.
+    const std::string hp = std::to_string(host.pid());
+    run("for s in $(pgrep -P " + hp + " ork-worker); do pkill -KILL -P $s ork-worker; done; pkill -KILL -P " + hp +
+        " ork-worker; pkill -KILL -f 'echo [s]tart b'; true");
     ::kill(host.pid(), SIGKILL);
     host.wait(std::chrono::seconds(10));
   }
@@ -120,11 +123,12 @@ tasks:
     retries: 1
     command: |
       if [ ! -e )" + marker +
-                     R"( ]; then touch )" + marker + R"(; kill -STOP $PPID; exec sleep 30; fi
+                     R"( ]; then echo $PPID > )" + marker + R"(; kill -STOP $PPID; exec sleep 30; fi
       echo '{"ok": true}'
 )");
   auto r = run("env " + env_prefix(home) + " ORK_HEARTBEAT_TIMEOUT_MS=3000 " + kHost + " run " + wf + " 2>&1");
-  run("pkill -KILL -f '[e]xec sleep 30'; pkill -KILL -f '^sleep 30$'; true");
+  // The frozen worker never runs again: kill it (its resident worker then exits too).
+  run("kill -KILL $(cat " + marker + "); pkill -KILL -f '[e]xec sleep 30'; pkill -KILL -f '^sleep 30$'; true");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("heartbeat timeout"), std::string::npos) << r.output;
   json state = only_run(home);

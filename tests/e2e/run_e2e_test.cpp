@@ -233,3 +233,18 @@ TEST(RunE2E, PluginsCommandListsEmbeddedDefaults) {
 }
 
 }  // namespace
+
+// examples/rust-task: ork-host → worker → cargo build of a #[task] file → its typed output feeds a shell task.
+TEST(RunE2E, RustTaskExampleFeedsAShellTask) {
+  Env e;
+  const std::string cache = e.dir / "rust-cache";
+  auto r = run(e.prefix() + "ORK_RUST_CACHE=" + cache + " CARGO_TARGET_DIR=" + ORK_BINARY_DIR + "/rust-task-target " +
+               kHost + " run " + ORK_SOURCE_DIR + "/examples/rust-task/workflow.yaml 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto t = e.last_run_tasks();
+  EXPECT_EQ(t["_run"]["status"], "success");
+  EXPECT_EQ(t["count"]["output"], json({{"words", 13},
+                                        {"distinct", 10},
+                                        {"top", {{{"word", "the"}, {"count", 3}}, {{"word", "dog"}, {"count", 2}}}}}));
+  EXPECT_EQ(t["report"]["output"], json({{"summary", "13 words, 10 distinct, top the"}}));
+}

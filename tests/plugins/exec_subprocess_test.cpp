@@ -361,4 +361,130 @@ TEST_F(ExecSubprocessTest, KillOnDestroyKillsChildren) {
   EXPECT_FALSE(alive(pid));
 }
 
+// --- the resident worker (`ork-worker --serve`): attempts are forks of one resident process -----------------------
+
+class ResidentWorkerTest : public ExecSubprocessTest {
+ protected:
+  void SetUp() override {
+    ExecSubprocessTest::SetUp();
+    root_ = dir_ / "objects";
+    fs::create_directories(root_);
+  }
+  // An ExecutionConfig whose spec (a shell task running `command`) is in the object store under task `task`.
+  json task(const std::string& task, const std::string& command) {
+    std::string key = "runs/R1/" + task + "/spec.json";
+    fs::create_directories(root_ / "runs/R1" / task);
+    std::ofstream(root_ / key) << json{{"executor", "shell"}, {"command", command},       {"task_name", task},
+                                       {"task_id", task},     {"run_id", "R1"},           {"workflow_name", "wf"},
+                                       {"attempt", 1},        {"base_dir", dir_.string()}}
+                                      .dump();
+    json cfg = config({ORK_WORKER_PATH});
+    cfg["task_id"] = task;
+    cfg["worker_server_command"] = {ORK_WORKER_PATH, "--serve"};
+    cfg["env"] = {{"ORK_TASK_SPEC_PATH", key},
+                  {"ORK_TASK_CANCEL_GRACE_MS", "100"},  // the worker's own grace for its task, below the executor's
+                  {"ORK_OBJECT_STORE", json{{"library", ORK_OBJECT_LOCAL_PATH}, {"config", {{"root", root_}}}}.dump()}};
+    return cfg;
+  }
+  json status_of(const std::string& task) {
+    return json::parse(read_file(root_ / "runs/R1" / task / "status.json"), nullptr, false);
+  }
+  static pid_t server_of(const std::string& id) {  // ids look like "w<server pid>:<nonce>-<n>"
+    return static_cast<pid_t>(std::stol(id.substr(1, id.find(':') - 1)));
+  }
+  static pid_t ppid_of(pid_t pid) {
+    std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+    auto p = stat.rfind(')');
+    if (p == std::string::npos) return -1;
+    std::istringstream rest(stat.substr(p + 2));
+    char state;
+    pid_t ppid = -1;
+    rest >> state >> ppid;
+    return ppid;
+  }
+  fs::path root_;
+};
+
+TEST_F(ResidentWorkerTest, AttemptsAreForksOfOneResidentWorker) {
+  auto a = dispatch(task("a", "echo '{\"n\": 1}'"));
+  auto b = dispatch(task("b", "exit 3"));
+  ASSERT_EQ(a[0], 'w');
+  EXPECT_EQ(server_of(a), server_of(b));  // one resident worker serves both
+  EXPECT_EQ(wait_final(a)["state"], "succeeded");
+  json fb = wait_final(b);
+  EXPECT_EQ(fb["state"], "failed");
+  EXPECT_EQ(fb["exit_code"], 1);  // ork-worker's "task failed"
+  EXPECT_EQ(status_of("a")["status"], "success");
+  EXPECT_EQ(json::parse(read_file(root_ / "runs/R1/a/output.json")), json({{"n", 1}}));
+  EXPECT_EQ(status_of("b")["status"], "failed");
+  auto evs = events_->for_id(a);
+  ASSERT_EQ(evs.size(), 2u);
+  EXPECT_EQ(evs[0]["state"], "running");
+  EXPECT_GT(evs[0]["pid"].get<int>(), 0);
+  EXPECT_EQ(exec_->status({{"executor_id", b}})["exit_code"], 1);
+}
+
+TEST_F(ResidentWorkerTest, CancelReachesTheForkedAttemptsGroup) {
+  fs::path ready = dir_ / "ready", shell = dir_ / "shell.pid";
+  auto id = dispatch(task(
+      "c", "trap '' TERM; echo $$ > " + shell.string() + "; touch " + ready.string() + "; while :; do sleep 1; done"));
+  ASSERT_TRUE(eventually([&] { return fs::exists(ready); }));
+  auto running = events_->for_id(id);
+  ASSERT_FALSE(running.empty());
+  pid_t pid = running[0]["pid"].get<pid_t>();
+  EXPECT_EQ(ppid_of(pid), server_of(id));
+  exec_->cancel({{"executor_id", id}, {"grace_ms", 300}});
+  json fin = wait_final(id);
+  EXPECT_EQ(fin["state"], "cancelled");
+  EXPECT_TRUE(eventually([&] { return !alive(pid); }, 5s));
+  pid_t task_shell = static_cast<pid_t>(std::stol(read_file(shell)));
+  EXPECT_TRUE(eventually([&] { return !alive(task_shell); }, 5s)) << "the task's shell survived the cancel";
+}
+
+TEST_F(ResidentWorkerTest, AnAttemptOutlivesItsResidentWorker) {
+  fs::path go = dir_ / "go";
+  auto id = dispatch(task("d", "while [ ! -e " + go.string() + " ]; do sleep 0.05; done; echo 7"));
+  ASSERT_TRUE(eventually([&] { return !events_->for_id(id).empty(); }));
+  pid_t server = server_of(id);
+  ::kill(server, SIGKILL);
+  EXPECT_TRUE(eventually([&] { return !alive(server); }, 5s));
+  std::ofstream(go) << "";
+  json fin = wait_final(id);  // pushed through a pidfd once the orphan ends; its status file has the result
+  EXPECT_EQ(fin["state"], "failed");
+  EXPECT_TRUE(fin["exit_code"].is_null());
+  EXPECT_NE(fin["message"].get<std::string>().find("resident worker"), std::string::npos) << fin;
+  EXPECT_EQ(status_of("d")["status"], "success");
+  // The next attempt starts a new resident worker.
+  auto next = dispatch(task("e", "true"));
+  EXPECT_NE(server_of(next), server);
+  EXPECT_EQ(wait_final(next)["state"], "succeeded");
+}
+
+TEST_F(ResidentWorkerTest, AnIdleResidentWorkerExits) {
+  auto ex = load({{"resident_idle_ms", 200}});
+  auto id = dispatch(*ex, task("f", "true"));
+  EXPECT_EQ(wait_final(id)["state"], "succeeded");
+  pid_t server = server_of(id);
+  EXPECT_TRUE(eventually([&] { return !alive(server); }, 5s)) << "resident worker " << server << " stayed";
+}
+
+TEST_F(ResidentWorkerTest, ManyConcurrentAttemptsReportedOnce) {
+  constexpr int kTasks = 40;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kTasks; ++i) ids.push_back(dispatch(task("m" + std::to_string(i), "echo " + std::to_string(i))));
+  for (const auto& id : ids) {
+    EXPECT_EQ(wait_final(id)["state"], "succeeded");
+    EXPECT_EQ(events_->for_id(id).size(), 2u);
+  }
+  for (int i = 0; i < kTasks; ++i) EXPECT_EQ(status_of("m" + std::to_string(i))["status"], "success");
+}
+
+TEST_F(ResidentWorkerTest, ResidentWorkerCanBeTurnedOff) {
+  auto ex = load({{"resident_worker", false}, {"kill_on_destroy", true}});
+  auto id = dispatch(*ex, task("g", "true"));
+  EXPECT_NE(id[0], 'w');  // a directly spawned ork-worker: "<pid>:<nonce>-<n>"
+  EXPECT_EQ(wait_final(id)["state"], "succeeded");
+  EXPECT_EQ(status_of("g")["status"], "success");
+}
+
 }  // namespace

@@ -3,7 +3,10 @@
 #include "workflow/workflow_loader.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -434,6 +437,38 @@ TEST(WorkflowErrors, MissingExecutor) {
                "missing required field 'executor'");
   expect_error("name: w\ntasks:\n  a:\n    executor: \"bad name\"\n", 4, 15, "tasks.a.executor",
                "invalid executor name 'bad name'");
+}
+
+TEST(WorkflowErrors, RustTaskShape) {
+  expect_error(with_task("  r:\n    executor: rust\n"), 5, 3, "tasks.r.file", "executor 'rust' needs 'file'");
+  expect_error(with_task("  r:\n    executor: rust\n    file: t.rs\n    function: main\n"), 8, 15, "tasks.r.function",
+               "'function' names a binary of a crate");
+  expect_error(with_task("  r:\n    executor: rust\n    file: etl\n    function: \"a b\"\n"), 8, 15, "tasks.r.function",
+               "invalid binary name 'a b'");
+  auto wf = load(with_task("  r:\n    executor: rust\n    file: crates/etl\n    function: extract-users\n"));
+  EXPECT_EQ(wf.tasks[1].file, "crates/etl");
+  EXPECT_EQ(wf.tasks[1].function, "extract-users");
+
+  // With a base directory: a directory must hold a Cargo.toml, a file must be .rs or Cargo.toml.
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("ork-loader-rust-" + std::to_string(::getpid()));
+  fs::create_directories(dir / "etl");
+  fs::create_directories(dir / "empty");
+  std::ofstream(dir / "etl" / "Cargo.toml") << "[package]\n";
+  std::ofstream(dir / "t.rs") << "";
+  std::ofstream(dir / "t.py") << "";
+  for (const char* ok : {"etl", "etl/Cargo.toml", "t.rs"})
+    EXPECT_NO_THROW(load_workflow_string(with_task(std::string("  r:\n    executor: rust\n    file: ") + ok + "\n"),
+                                         "wf.yaml", dir.string()))
+        << ok;
+  auto d = errors(with_task("  r:\n    executor: rust\n    file: empty\n"), dir.string());
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_EQ(d[0].str(), "wf.yaml:7:11: tasks.r.file: 'empty' is a directory without a Cargo.toml");
+  d = errors(with_task("  r:\n    executor: rust\n    file: t.py\n"), dir.string());
+  ASSERT_EQ(d.size(), 1u);
+  EXPECT_NE(d[0].message.find("expected a .rs task file, a crate directory or a Cargo.toml"), std::string::npos)
+      << d[0].str();
+  fs::remove_all(dir);
 }
 
 TEST(WorkflowErrors, WrongTypes) {
