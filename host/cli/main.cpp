@@ -1,4 +1,5 @@
-// ork-host: loads plugins.yaml, runs workflows (`run`), serves the engine (`serve`), lists plugins, validates YAML.
+// ork-host: loads plugins.yaml, runs workflows (`run`), serves the engine and the REST API (`serve`), manages API keys,
+// lists plugins, validates YAML.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -15,6 +16,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "api/api.hpp"
+#include "api/api_keys.hpp"
 #include "core/secrets.hpp"
 #include "core/types.hpp"
 #include "core/util.hpp"
@@ -45,14 +48,6 @@ ork::PluginsConfig plugins_config(const Options& o) {
   if (fs::exists(home + "/plugins.yaml")) return ork::load_plugins_config(home + "/plugins.yaml");
   fs::create_directories(home);
   return ork::default_plugins_config(home);
-}
-
-std::string fnv1a_hex(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
 }
 
 std::vector<std::string> worker_command() {
@@ -122,7 +117,7 @@ struct Host {
 
 std::string deploy_file(ork::Engine& eng, const std::string& path) {
   ork::WorkflowDefinition wf = ork::load_workflow_file(path);
-  eng.deploy(wf, fnv1a_hex(json(wf).dump()));
+  eng.deploy(wf, ork::fnv1a_hex(json(wf).dump()));
   return wf.name;
 }
 
@@ -243,9 +238,26 @@ int cmd_tick(const Options& o) {
   return 0;
 }
 
+std::string home_dir(const Options& o) {
+  return o.home.empty() ? default_home() : fs::absolute(o.home).string();
+}
+
 int cmd_serve(const Options& o, const std::vector<std::string>& start, const std::vector<std::string>& deploy,
-              bool exit_when_idle) {
+              bool exit_when_idle, std::optional<ork::api::ApiConfig> api_cfg) {
   Host h(o);
+  std::unique_ptr<ork::api::ApiServer> api;
+  if (api_cfg) {
+    api_cfg->home = home_dir(o);
+    api_cfg->log_poll_ms = ork::EngineConfig::from_env().heartbeat_interval_ms;
+    api = std::make_unique<ork::api::ApiServer>(h.io, *h.eng, *h.plugins, *api_cfg);
+    try {
+      api->start();
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return 2;
+    }
+    std::cout << "API listening on " << api->url() << std::endl;
+  }
   spdlog::info("ork-host serving (state: {}, objects: {}, executors: {})", h.plugins->state().name(),
                h.plugins->objects().name(), h.plugins->executors().size());
   h.eng->on_event([&](const ork::EngineEvent& ev) {
@@ -262,6 +274,7 @@ int cmd_serve(const Options& o, const std::vector<std::string>& start, const std
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     spdlog::info("signal {}: releasing leases and stopping", sig);
+    if (api) api->stop();
     h.eng->stop();
     h.io.stop();
   });
@@ -275,6 +288,51 @@ int cmd_serve(const Options& o, const std::vector<std::string>& start, const std
   }
   if (exit_when_idle && h.eng->active_runs() == 0 && !h.eng->awaiting_takeover()) return 0;
   h.io.run();
+  return 0;
+}
+
+int cmd_apikey(const Options& o, const std::string& action, const std::string& keys_file, const std::string& scope,
+               const std::string& name, const std::string& id, bool as_json) {
+  std::string path = !keys_file.empty() ? keys_file : ork::api::ApiConfig::from_env().keys_file;
+  if (path.empty()) path = home_dir(o) + "/api-keys.json";
+  ork::api::ApiKeyStore store(path);
+  if (action == "create") {
+    auto sc = ork::api::parse_scope(scope);
+    if (!sc) {
+      std::cerr << "error: --scope must be read, write or admin\n";
+      return 2;
+    }
+    auto [info, key] = store.create(*sc, name);
+    if (as_json) {
+      json j = info.to_json();
+      j["key"] = key;
+      std::cout << j.dump(2) << "\n";
+    } else {
+      std::cout << key << "\n";
+      std::cerr << "created API key " << info.id << " (scope " << scope << ") in " << path
+                << "; it is shown only once: keep it now\n";
+    }
+    return 0;
+  }
+  if (action == "list") {
+    auto keys = store.list();
+    if (as_json) {
+      json arr = json::array();
+      for (const auto& k : keys) arr.push_back(k.to_json());
+      std::cout << arr.dump(2) << "\n";
+      return 0;
+    }
+    std::printf("%-15s %-6s %-20s %-25s %s\n", "ID", "SCOPE", "NAME", "CREATED", "REVOKED");
+    for (const auto& k : keys)
+      std::printf("%-15s %-6s %-20s %-25s %s\n", k.id.c_str(), ork::api::scope_name(k.scope), k.name.c_str(),
+                  k.created_at.c_str(), k.revoked_at.empty() ? "-" : k.revoked_at.c_str());
+    return 0;
+  }
+  if (!store.revoke(id)) {
+    std::cerr << "error: no active API key " << id << " in " << path << "\n";
+    return 1;
+  }
+  std::cout << "revoked " << id << "\n";
   return 0;
 }
 
@@ -386,6 +444,30 @@ int main(int argc, char** argv) {
   std::vector<std::string> deploy_files;
   serve->add_option("--deploy", deploy_files, "deploy this workflow (its schedule starts) without starting a run");
   serve->add_flag("--exit-when-idle", exit_when_idle, "exit once no run is active (schedules are not waited for)");
+  ork::api::ApiConfig api_cfg = ork::api::ApiConfig::from_env();
+  bool no_api = false;
+  serve->add_option("--bind", api_cfg.bind, "REST API address (env ORK_API_BIND; default 127.0.0.1)");
+  serve->add_option("--port", api_cfg.port, "REST API port, 0 = any free one (env ORK_API_PORT; default 4000)");
+  serve
+      ->add_option("--auth", api_cfg.auth,
+                   "API keys: auto (required once a key exists), on, off (loopback only) (env ORK_API_AUTH)")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  serve->add_option("--api-threads", api_cfg.threads, "REST API threads (env ORK_API_THREADS; default 2)")
+      ->check(CLI::Range(1, 64));
+  serve->add_option("--static-dir", api_cfg.static_dir, "serve these files outside /api/ (env ORK_API_STATIC_DIR)");
+  serve->add_flag("--no-api", no_api, "run the engine without the REST API");
+  auto* apikey = app.add_subcommand("apikey", "manage REST API keys (stored salted and hashed; shown once)");
+  apikey->require_subcommand(1);
+  std::string keys_file, key_scope, key_name, key_id;
+  bool key_json = false;
+  apikey->add_option("--keys-file", keys_file, "keys file (env ORK_API_KEYS_FILE; default <home>/api-keys.json)");
+  apikey->add_flag("--json", key_json, "JSON output");
+  auto* key_create = apikey->add_subcommand("create", "create a key and print it (only this once)");
+  key_create->add_option("--scope", key_scope, "read | write | admin")->required();
+  key_create->add_option("--name", key_name, "a label for the key");
+  auto* key_list = apikey->add_subcommand("list", "list keys (ids, scopes, dates; never the keys)");
+  auto* key_revoke = apikey->add_subcommand("revoke", "revoke a key by id");
+  key_revoke->add_option("id", key_id, "key id (from list)")->required();
   auto* deploy = app.add_subcommand("deploy", "store workflow definitions (and their schedules) without running them");
   deploy->add_option("workflow", deploy_files, "workflow YAML files")->required();
   auto* tick =
@@ -415,7 +497,15 @@ int main(int argc, char** argv) {
 
   try {
     if (*run) return cmd_run(o, file, inputs);
-    if (*serve) return cmd_serve(o, start, deploy_files, exit_when_idle);
+    if (*serve)
+      return cmd_serve(o, start, deploy_files, exit_when_idle,
+                       no_api ? std::nullopt : std::optional<ork::api::ApiConfig>(api_cfg));
+    if (*apikey)
+      return cmd_apikey(o,
+                        *key_create ? "create"
+                        : *key_list ? "list"
+                                    : "revoke",
+                        keys_file, key_scope, key_name, key_id, key_json);
     if (*deploy) return cmd_deploy(o, deploy_files);
     if (*tick) return cmd_tick(o);
     if (*plugins) return cmd_plugins(o);
