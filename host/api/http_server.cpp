@@ -96,6 +96,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Server& srv_;
   http::response<http::string_body> res_;
   bool keep_alive_ = true;
+  bool head_ = false;  // a HEAD request: the reply keeps its Content-Length but sends no body
   // SSE
   bool sse_ = false, sse_writing_ = false, sse_closing_ = false, closed_ = false;
   std::deque<std::string> sse_q_;
@@ -126,6 +127,7 @@ void Channel::close() {
 Session::Session(tcp::socket&& socket, Server& srv) : stream_(std::move(socket)), srv_(srv) {}
 
 void Session::read() {
+  head_ = false;
   parser_.emplace();
   parser_->body_limit(srv_.cfg.max_body);
   parser_->header_limit(kHeaderLimit);
@@ -177,6 +179,8 @@ void Session::on_read(beast::error_code ec) {
   req.content_type = lower(ct.substr(0, ct.find(';')));
   while (!req.content_type.empty() && req.content_type.back() == ' ') req.content_type.pop_back();
   req.authorization = std::string(msg[http::field::authorization]);
+  req.if_none_match = std::string(msg[http::field::if_none_match]);
+  head_ = msg.method() == http::verb::head;
   req.body = std::move(msg.body());
   beast::error_code ignore;
   auto ep = stream_.socket().remote_endpoint(ignore);
@@ -207,9 +211,11 @@ void Session::respond(Response res) {
   res_.set(http::field::server, "ork-host");
   if (!res.content_type.empty()) res_.set(http::field::content_type, res.content_type);
   for (auto& [k, v] : res.headers) res_.set(k, v);
-  res_.body() = std::move(res.body);
+  size_t length = res.body.size();
+  if (!head_) res_.body() = std::move(res.body);
   res_.keep_alive(keep_alive_);
   res_.prepare_payload();
+  if (head_ && res.status != 204 && res.status != 304) res_.content_length(length);
   stream_.expires_after(kIdleTimeout);
   http::async_write(stream_, res_, [self = shared_from_this()](beast::error_code ec, size_t) {
     self->finish_write(ec, self->keep_alive_);

@@ -27,6 +27,7 @@ struct Request {
   std::string body;
   std::string content_type;   // lower-cased media type without parameters
   std::string authorization;  // the Authorization header
+  std::string if_none_match;  // the If-None-Match header (static files)
   std::string remote;         // peer address, for logs
 
   // The first value of query parameter `key`, or `dflt`.

@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "api/static_files.hpp"
 #include "core/util.hpp"
 #include "loader/plugin_loader.hpp"
 #include "scheduler/cron.hpp"
@@ -112,19 +113,6 @@ std::optional<std::string> base64url_decode(const std::string& in) {
     }
   }
   return out;
-}
-
-std::string mime_type(const fs::path& p) {
-  std::string ext = p.extension().string();
-  if (ext == ".html" || ext == ".htm") return "text/html; charset=utf-8";
-  if (ext == ".js" || ext == ".mjs") return "text/javascript; charset=utf-8";
-  if (ext == ".css") return "text/css; charset=utf-8";
-  if (ext == ".json") return "application/json";
-  if (ext == ".svg") return "image/svg+xml";
-  if (ext == ".png") return "image/png";
-  if (ext == ".ico") return "image/x-icon";
-  if (ext == ".txt") return "text/plain; charset=utf-8";
-  return "application/octet-stream";
 }
 
 // A workflow record as listed: the definition summarized to its task names.
@@ -744,21 +732,7 @@ Response Service::revoke_key(const Request& r) {
 // ---- Static files (the web UI)
 
 Response Service::static_file(const Request& r) {
-  std::string rel = url_decode(r.path, false);
-  if (rel.find("..") != std::string::npos || rel.find('\0') != std::string::npos)
-    return error_response(404, "not_found", "no file " + r.path);
-  fs::path p = fs::path(cfg_.static_dir) /
-               rel.substr(rel.find_first_not_of('/') == std::string::npos ? rel.size() : rel.find_first_not_of('/'));
-  std::error_code ec;
-  if (fs::is_directory(p, ec)) p /= "index.html";
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return error_response(404, "not_found", "no file " + r.path);
-  Response res;
-  res.content_type = mime_type(p);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  res.body = ss.str();
-  return res;
+  return serve_static(cfg_.static_dir, r);
 }
 
 }  // namespace ork::api

@@ -18,6 +18,7 @@
 
 #include "api/api.hpp"
 #include "api/api_keys.hpp"
+#include "api/static_files.hpp"
 #include "core/secrets.hpp"
 #include "core/types.hpp"
 #include "core/util.hpp"
@@ -257,6 +258,10 @@ int cmd_serve(const Options& o, const std::vector<std::string>& start, const std
       return 2;
     }
     std::cout << "API listening on " << api->url() << std::endl;
+    if (!api_cfg->static_dir.empty())
+      std::cout << "Web UI on " << api->url() << "/ (files in " << api_cfg->static_dir << ")" << std::endl;
+    else
+      spdlog::info("no web UI served (--no-ui, or no built files: scripts/build-ui builds them; or pass --static-dir)");
   }
   spdlog::info("ork-host serving (state: {}, objects: {}, executors: {})", h.plugins->state().name(),
                h.plugins->objects().name(), h.plugins->executors().size());
@@ -454,7 +459,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "on", "off"}));
   serve->add_option("--api-threads", api_cfg.threads, "REST API threads (env ORK_API_THREADS; default 2)")
       ->check(CLI::Range(1, 64));
-  serve->add_option("--static-dir", api_cfg.static_dir, "serve these files outside /api/ (env ORK_API_STATIC_DIR)");
+  serve->add_option("--static-dir", api_cfg.static_dir,
+                    "serve these files outside /api/ (env ORK_API_STATIC_DIR; default: the built web UI)");
+  bool no_ui = false;
+  serve->add_flag("--no-ui", no_ui, "serve no web UI (only the REST API)");
   serve->add_flag("--no-api", no_api, "run the engine without the REST API");
   auto* apikey = app.add_subcommand("apikey", "manage REST API keys (stored salted and hashed; shown once)");
   apikey->require_subcommand(1);
@@ -497,6 +505,8 @@ int main(int argc, char** argv) {
 
   try {
     if (*run) return cmd_run(o, file, inputs);
+    if (*serve && no_ui) api_cfg.static_dir.clear();
+    if (*serve && !no_ui && api_cfg.static_dir.empty()) api_cfg.static_dir = ork::api::find_ui_dir();
     if (*serve)
       return cmd_serve(o, start, deploy_files, exit_when_idle,
                        no_api ? std::nullopt : std::optional<ork::api::ApiConfig>(api_cfg));
