@@ -16,7 +16,7 @@ class Api : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = std::make_unique<TempDir>();
     // A long list-cache TTL: every list below must see changes through invalidation, not expiry.
-    srv_ = std::make_unique<Server>(*dir_ / "home", "", "ORK_API_MAX_BODY=65536 ORK_API_CACHE_MS=60000");
+    srv_ = std::make_unique<Server>(*dir_ / "home", "--no-ui", "ORK_API_MAX_BODY=65536 ORK_API_CACHE_MS=60000");
   }
   static void TearDownTestSuite() {
     srv_.reset();

@@ -228,11 +228,12 @@ class SseStream {
 // A running `ork-host serve` with its own home; the port is the one it announces ("API listening on ...").
 class Server {
  public:
-  explicit Server(const std::string& home, const std::string& args = "", const std::string& env = "")
+  explicit Server(const std::string& home, const std::string& args = "", const std::string& env = "",
+                  const std::string& host = kHost)
       : home_(home), log_(home + ".serve.log") {
     fs::create_directories(home);
     proc_ = std::make_unique<Process>(
-        "exec env ORK_HOME=" + home + " ORK_HEARTBEAT_INTERVAL_MS=200 " + env + " " + kHost + " serve --port 0 " + args,
+        "exec env ORK_HOME=" + home + " ORK_HEARTBEAT_INTERVAL_MS=200 " + env + " " + host + " serve --port 0 " + args,
         log_);
     bool up = eventually(
         [&] {

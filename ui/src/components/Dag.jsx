@@ -86,20 +86,25 @@ function Node({ n, box, selected, onSelect, showStatus }) {
   );
 }
 
-export function Dag({ graph, selected, onSelect, showStatus = true, height = 320 }) {
+export function Dag({ graph, selected, onSelect, showStatus = true, maxHeight = 360 }) {
   const pos = useMemo(() => layout(graph), [graph]);
+  const height = Math.max(140, Math.min(maxHeight, pos.height + 40));
   const wrap = useRef(null);
   const [view, setView] = useState(null); // {k, tx, ty}
   const drag = useRef(null);
 
+  const [width, setWidth] = useState(0);
+  useEffect(() => {
+    const ro = new ResizeObserver(([e]) => setWidth(Math.round(e.contentRect.width)));
+    ro.observe(wrap.current);
+    return () => ro.disconnect();
+  }, []);
   const fit = () => {
-    const el = wrap.current;
-    if (!el) return;
-    const W = el.clientWidth || 800;
+    const W = width || wrap.current?.clientWidth || 800;
     const k = Math.min(1.25, W / Math.max(pos.width, 1), height / Math.max(pos.height, 1));
     setView({ k, tx: (W - pos.width * k) / 2, ty: (height - pos.height * k) / 2 });
   };
-  useEffect(fit, [pos, height]);
+  useEffect(fit, [pos, height, width]);
 
   const zoom = (f, cx, cy) =>
     setView((v) => {

@@ -159,9 +159,15 @@ export function RunDetail({ id, search }) {
   const counts = {};
   for (const r of rows) counts[r.status] = (counts[r.status] || 0) + 1;
   const tl = timelineRows(graph, history.current);
-  const t0 = run ? ts(run.started_at) ?? ts(run.created_at) : null;
+  // The run's times are those of its latest start (a retry restarts it): earlier attempts may lie before them.
+  let t0 = run ? ts(run.started_at) ?? ts(run.created_at) : null;
   let t1 = run ? (active ? Date.now() : ts(run.finished_at) ?? Date.now()) : null;
-  for (const r of tl) for (const s of r.segments) t1 = Math.max(t1, s.end ?? 0);
+  for (const r of tl)
+    for (const s of r.segments) {
+      const a = s.queued ?? s.start;
+      if (a !== null && t0 !== null) t0 = Math.min(t0, a);
+      t1 = Math.max(t1, s.end ?? 0);
+    }
 
   const act = async (what) => {
     setBusy(what);
@@ -244,7 +250,7 @@ export function RunDetail({ id, search }) {
           <section class="panel">
             <h2>DAG</h2>
             {def ? (
-              <Dag graph={graph} selected={selected} onSelect={(t) => setQuery({ task: t, index: null })} height={300} />
+              <Dag graph={graph} selected={selected} onSelect={(t) => setQuery({ task: t, index: null })} maxHeight={380} />
             ) : (
               <p class="muted">Loading…</p>
             )}

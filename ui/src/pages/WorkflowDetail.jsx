@@ -132,7 +132,7 @@ export function WorkflowDetail({ name }) {
           <div class="grid2">
             <section class="panel">
               <h2>DAG</h2>
-              <Dag graph={graph} showStatus={false} height={260} />
+              <Dag graph={graph} showStatus={false} maxHeight={300} />
             </section>
             <Trigger name={name} onError={setError} />
           </div>

@@ -1,5 +1,5 @@
 // Workflows: name, tasks, schedule, last run status (kept live from the event stream) and next scheduled fire.
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api.js';
 import { live } from '../stream.js';
 import { ErrorBox, Status } from '../components/common.jsx';
@@ -22,6 +22,8 @@ export function Workflows() {
   const [cursor, setCursor] = useState(null);
   const [extra, setExtra] = useState({}); // name -> {last, next_run}
   const [error, setError] = useState(null);
+  const listRef = useRef(null);
+  listRef.current = list;
 
   const details = async (wfs) => {
     await pool(wfs, 6, async (w) => {
@@ -55,6 +57,9 @@ export function Workflows() {
       if (m.kind === 'resync') return load(false);
       if (m.kind !== 'run') return;
       const d = m.data;
+      const wf = listRef.current?.find((w) => w.name === d.workflow_name);
+      if (wf?.schedule && d.status === 'running')
+        api.workflow(wf.name).then((w) => setExtra((x) => ({ ...x, [wf.name]: { ...x[wf.name], next_run: w.next_run } })), () => {});
       setExtra((x) => {
         const prev = x[d.workflow_name];
         const last = prev?.last && prev.last.id === d.run_id ? { ...prev.last, status: d.status } : { id: d.run_id, status: d.status, created_at: new Date().toISOString() };
@@ -94,7 +99,6 @@ export function Workflows() {
                     <a href={`/workflows/${encodeURIComponent(w.name)}`} class="strong">
                       {w.name}
                     </a>
-                    {w.version && <span class="muted small"> v{w.version}</span>}
                   </td>
                   <td class="muted">{w.tasks.length}</td>
                   <td class="mono">{w.schedule || <span class="muted">—</span>}</td>
