@@ -282,7 +282,7 @@ describe('web UI', () => {
     const longTasks = await page.evaluate(() => window.__longTasks);
     const longest = Math.max(0, ...longTasks);
     console.log(`fan-out 1000: run shown done after ${Date.now() - started} ms; slowest frame wait ${worst} ms; longest task ${Math.round(longest)} ms`);
-    assert.ok(worst < 1000, `a frame within 1 s while events stream (worst ${worst} ms)`);
+    assert.ok(worst < 1500, `a frame within 1.5 s while events stream (worst ${worst} ms)`);
     await page.click(node('work'));
     await page.locator('.instance-grid button.inst').first().waitFor();
     assert.equal(await page.locator('.instance-grid button.inst').count(), 200, 'instances are listed a page at a time');
@@ -334,6 +334,7 @@ describe('web UI', () => {
       await page.locator(`tr[data-run="${run.id}"]`).waitFor({ timeout: 10000 });
       await shot('auth-runs');
     } finally {
+      await page.goto('about:blank'); // close the event stream before its server goes away
       await secured.stop();
     }
   });

@@ -82,10 +82,12 @@ export function RunDetail({ id, search }) {
 
   const bump = useThrottled(() => setVersion((v) => v + 1), 100);
 
+  const seq = useRef({ run: 0, tasks: 0 }); // only the newest response of each kind is applied
   const loadRun = async () => {
+    const n = ++seq.current.run;
     try {
       const r = await api.run(id);
-      setRun(r);
+      if (n === seq.current.run) setRun(r);
       return r;
     } catch (e) {
       setError(e);
@@ -93,8 +95,10 @@ export function RunDetail({ id, search }) {
     }
   };
   const loadTasks = async () => {
+    const n = ++seq.current.tasks;
     try {
       const rows = await allTasks(id);
+      if (n !== seq.current.tasks) return;
       const m = new Map();
       for (const r of rows) m.set(r.id, r);
       rowsRef.current = m;

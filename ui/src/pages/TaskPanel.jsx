@@ -59,7 +59,7 @@ export function TaskPanel({ run, name, rows, index, history, def, onAction, onCl
 
   useEffect(() => setAttemptChoice(0), [name, index]);
 
-  // A new follow of the latest attempt once a finished task runs again (retry).
+  // A new follow of the latest attempt once a finished task runs again (retry) or a new attempt starts.
   const terminal = row ? TERMINAL.has(row.status) : true;
   if (row && gen.current.id !== row.id) gen.current = { terminal, n: 0, id: row.id };
   else if (gen.current.terminal && !terminal) gen.current = { ...gen.current, terminal, n: gen.current.n + 1 };
@@ -171,7 +171,7 @@ export function TaskPanel({ run, name, rows, index, history, def, onAction, onCl
             )}
           </h3>
           <LogView
-            key={`${row.id}/${attemptChoice}/${gen.current.n}`}
+            key={`${row.id}/${attemptChoice || `latest-${row.attempt}`}/${gen.current.n}`}
             runId={run.id}
             task={name}
             index={isGroup ? index : null}
