@@ -22,6 +22,15 @@ export function fmtTime(s) {
   return `${d.toISOString().slice(0, 10)} ${time}`;
 }
 
+// "in 5m" / "3m ago" relative to now.
+export function fmtRelative(s) {
+  const t = ts(s);
+  if (t === null) return '';
+  const d = t - Date.now();
+  const txt = fmtDuration(Math.abs(d)).replace(/ ?s$/, 's').replace(/\.\d+s$/, 's');
+  return d >= 0 ? `in ${txt}` : `${txt} ago`;
+}
+
 export function fmtDuration(ms) {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return '—';
   if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;

@@ -19,6 +19,7 @@ export function LogView({ runId, task, index, attempt }) {
     let buf = '';
     let raf = 0;
     const flush = () => {
+      if (raf) cancelAnimationFrame(raf);
       raf = 0;
       setText(buf);
     };
@@ -40,6 +41,7 @@ export function LogView({ runId, task, index, attempt }) {
           setShownAttempt(n);
           append(`──── attempt ${n} ────\n`);
         } else if (event === 'end') {
+          flush(); // the text and its "ended" state render together
           const d = JSON.parse(data);
           setShownAttempt(d.attempt);
           setInfo(`attempt ${d.attempt} ended: ${d.status}${d.error?.message ? ` — ${d.error.message}` : ''}`);
@@ -47,7 +49,10 @@ export function LogView({ runId, task, index, attempt }) {
         }
       },
     })
-      .then(() => setState((s) => (s === 'ended' ? s : 'ended')))
+      .then(() => {
+        flush();
+        setState('ended');
+      })
       .catch((e) => {
         if (ctrl.signal.aborted) return;
         setState('error');

@@ -3,7 +3,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api.js';
 import { live } from '../stream.js';
 import { ErrorBox, Status } from '../components/common.jsx';
-import { fmtTime, shortId } from '../util.js';
+import { fmtRelative, fmtTime, shortId } from '../util.js';
 
 // Runs fn over items with at most `n` requests in flight.
 async function pool(items, n, fn) {
@@ -114,7 +114,15 @@ export function Workflows() {
                       <span class="muted">{'last' in x ? 'never' : '…'}</span>
                     )}
                   </td>
-                  <td>{w.schedule ? fmtTime(x.next_run) : <span class="muted">—</span>}</td>
+                  <td class="next-fire">
+                    {w.schedule ? (
+                      <>
+                        {fmtTime(x.next_run)} <span class="muted small">{fmtRelative(x.next_run)}</span>
+                      </>
+                    ) : (
+                      <span class="muted">—</span>
+                    )}
+                  </td>
                 </tr>
               );
             })}
