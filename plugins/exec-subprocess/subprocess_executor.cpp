@@ -186,8 +186,12 @@ class SubprocessExecutor : public ork::Executor {
     if (!cfg.is_object()) ork::throw_invalid("exec-subprocess: dispatch needs an ExecutionConfig object");
     const json& cmd =
         cfg.contains("worker_command") && !cfg["worker_command"].is_null() ? cfg["worker_command"] : default_command_;
-    if (cmd.is_null() && cfg.contains("image") && !cfg["image"].is_null())
-      ork::throw_unsupported("exec-subprocess: cannot run an image, only worker_command");
+    if (cfg.contains("image") && !cfg["image"].is_null()) {
+      const std::string task = cfg.value("task_name", json()).is_string() ? cfg["task_name"].get<std::string>() : "";
+      ork::throw_unsupported("task '" + task + "' runs the image '" + env_value(cfg["image"]) +
+                             "': it needs a container executor (docker, cloudrun, fargate, k8s); exec-subprocess runs "
+                             "ork-worker on this machine and cannot run images");
+    }
     if (!cmd.is_array() || cmd.empty()) ork::throw_invalid("exec-subprocess: worker_command must be a non-empty array");
     std::vector<std::string> args;
     for (const auto& a : cmd) {
