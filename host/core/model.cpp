@@ -67,6 +67,11 @@ EnvValue env_from_json(const json& j) {
 
 }  // namespace
 
+json command_json(const TaskDefinition& t) {
+  if (t.command) return *t.command;
+  return t.command_args.empty() ? json(nullptr) : json(t.command_args);
+}
+
 void to_json(json& j, const TaskDefinition& t) {
   json env = json::object();
   for (const auto& [k, v] : t.env) env[k] = env_to_json(v);
@@ -78,7 +83,7 @@ void to_json(json& j, const TaskDefinition& t) {
       {"worker", t.worker},
       {"file", opt_to_json(t.file)},
       {"config_file", opt_to_json(t.config_file)},
-      {"command", t.command || t.command_args.empty() ? opt_to_json(t.command) : json(t.command_args)},
+      {"command", command_json(t)},
       {"function", opt_to_json(t.function)},
       {"image", opt_to_json(t.image)},
       {"input_to_file", opt_to_json(t.input_to_file)},

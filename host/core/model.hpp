@@ -80,6 +80,9 @@ struct WorkflowDefinition {
   const TaskDefinition* find(const std::string& task) const;
 };
 
+// `command` as stored and as spec.json carries it: the string, the exec-form list, or null.
+json command_json(const TaskDefinition& t);
+
 void to_json(json& j, const TaskDefinition& t);
 void from_json(const json& j, TaskDefinition& t);
 void to_json(json& j, const WorkflowDefinition& w);

@@ -883,9 +883,7 @@ void Engine::dispatch(RunState& r, TaskState& t) {
             {"workflow_name", r.wf.name},
             {"executor", def.executor},
             {"file", def.file ? json(*def.file) : json(nullptr)},
-            {"command", def.command                ? json(*def.command)
-                        : def.command_args.empty() ? json(nullptr)
-                                                   : json(def.command_args)},
+            {"command", command_json(def)},
             {"function", def.function ? json(*def.function) : json(nullptr)},
             {"config_file", def.config_file ? json(*def.config_file) : json(nullptr)},
             {"image", def.image ? json(*def.image) : json(nullptr)},
@@ -907,20 +905,20 @@ void Engine::dispatch(RunState& r, TaskState& t) {
                 {"ORK_OBJECT_STORE", plugins_.object_store_ref().dump()},
                 {"ORK_HEARTBEAT_INTERVAL_MS", std::to_string(cfg_.heartbeat_interval_ms)},
                 {"ORK_TASK_CANCEL_GRACE_MS", std::to_string(cfg_.cancel_grace_ms / 2)}};
-  json exec_cfg{
-      {"task_id", t.id()},
-      {"run_id", r.id()},
-      {"task_name", def.name},
-      {"workflow_name", r.wf.name},
-      {"attempt", t.attempt()},
-      {"runtime", def.executor},
-      {"spec_key", spec_key},
-      {"timeout_seconds", def.timeout_seconds},
-      {"resources", {{"cpu_millis", def.resources.cpu_millis}, {"memory_mb", def.resources.memory_mb}}},
-      {"worker_command", cfg_.worker_command},
-      {"worker_server_command", cfg_.worker_server_command.empty() ? json() : json(cfg_.worker_server_command)},
-      {"image", def.image ? json(*def.image) : json(nullptr)},
-      {"env", exec_env}};
+  json exec_cfg{{"task_id", t.id()},
+                {"run_id", r.id()},
+                {"task_name", def.name},
+                {"workflow_name", r.wf.name},
+                {"attempt", t.attempt()},
+                {"runtime", def.executor},
+                {"spec_key", spec_key},
+                {"timeout_seconds", def.timeout_seconds},
+                {"resources", {{"cpu_millis", def.resources.cpu_millis}, {"memory_mb", def.resources.memory_mb}}},
+                {"worker_command", cfg_.worker_command},
+                {"worker_server_command",
+                 cfg_.worker_server_command.empty() ? json() : json(cfg_.worker_server_command)},
+                {"image", def.image ? json(*def.image) : json(nullptr)},
+                {"env", exec_env}};
   std::string executor_id;
   try {
     plugins_.objects().del(base + "status.json");
