@@ -16,6 +16,7 @@ bench: build
 	bash bench/scheduler.sh $(BUILD)
 	bash bench/state.sh $(BUILD)
 	bash bench/peers.sh $(BUILD)
+	bash bench/python.sh $(BUILD)
 
 deps:
 	bash scripts/install-deps
