@@ -16,6 +16,7 @@ The server exits after ``--idle`` seconds without a running child (default 60).
 
 import errno
 import fcntl
+import gc
 import importlib
 import io
 import json
@@ -36,15 +37,51 @@ def _log(msg):
     sys.stderr.flush()
 
 
+_WARM_UP = """
+from typing import Optional
+from ork import task, Context
+from pydantic import BaseModel
+
+class WarmIn(BaseModel):
+    item: int
+    name: Optional[str] = None
+
+class WarmOut(BaseModel):
+    square: int
+
+@task
+def main(input: WarmIn, ctx: Context) -> WarmOut:
+    return WarmOut(square=input.item * input.item)
+"""
+
+
+def _warm_up(have_pydantic):
+    """Runs one in-memory task through the runner, so what the first task would pay once (pydantic's schema builder,
+    typing and json internals) is paid here, once for all children."""
+    import types
+    from . import runner
+    from .context import Context
+    src = _WARM_UP if have_pydantic else "from ork import task\n@task\ndef main(input: dict, ctx) -> dict:\n    return input\n"
+    module = types.ModuleType("ork_forkserver_warm_up")
+    exec(compile(src, "<ork.forkserver warm-up>", "exec"), module.__dict__)
+    result, _ = runner.call_task(module.main, {"item": 3}, Context())
+    json.dumps(runner.to_json(result))
+
+
 def preload(modules):
     """Imports pydantic (when installed), the SDK and `modules`; returns the names that failed, with the reason."""
     failed = []
     try:
         import pydantic  # noqa: F401 - warms the import; BaseModel is lazy in pydantic 2
         getattr(pydantic, "BaseModel")
+        have_pydantic = True
     except ImportError:
-        pass
+        have_pydantic = False
     from . import runner  # noqa: F401
+    try:
+        _warm_up(have_pydantic)
+    except Exception as e:  # noqa: BLE001 - only a speed-up
+        failed.append("warm-up (%s: %s)" % (type(e).__name__, e))
     for name in modules:
         try:
             importlib.import_module(name)
@@ -426,6 +463,8 @@ def main(argv=None):
     except BaseException as e:  # noqa: BLE001
         tell("error: %s: %s" % (type(e).__name__, e))
         raise
+    gc.collect()
+    gc.freeze()  # preloaded objects move out of the collector's reach: children do not copy their pages on GC
     server = Server(path, idle, listener, inode, base_path)
     tell("ready")
     if ready_fd >= 0:
