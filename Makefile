@@ -13,10 +13,7 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 bench: build
-	bash bench/scheduler.sh $(BUILD)
-	bash bench/state.sh $(BUILD)
-	bash bench/peers.sh $(BUILD)
-	bash bench/python.sh $(BUILD)
+	bash bench/all.sh $(BUILD)
 
 deps:
 	bash scripts/install-deps

@@ -7,7 +7,8 @@
 # The floor is posix_spawn of /bin/true (bench/spawn_floor.cpp), sequential and 2 in flight.
 # Every figure is a median of BENCH_RUNS runs measured in this invocation, wall time with `date +%s.%N` around the
 # command (tool start-up included). Prints one markdown table and writes bench/results/<date>.md and .json.
-# Usage: bench/peers.sh [build-dir]   env: BENCH_RUNS (3), BENCH_TIMEOUT (300 s per run), BENCH_NO_INSTALL=1
+# Usage: bench/peers.sh [build-dir]   env: BENCH_RUNS (3), BENCH_TIMEOUT (300 s per run), BENCH_NO_INSTALL=1,
+#        BENCH_TOOLS="ork make ..." (a subset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -37,6 +38,7 @@ sweep() {
 }
 cleanup() {
   sweep "$current_sid"
+  celery_stop
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -48,6 +50,8 @@ command -v make > /dev/null || want+=(make)
 command -v ninja > /dev/null || want+=(ninja-build)
 command -v snakemake > /dev/null || want+=(snakemake)
 [ -x /usr/bin/doit ] || want+=(python3-doit)
+/usr/bin/python3 -c 'import celery, redis' 2> /dev/null || want+=(python3-celery python3-redis)
+command -v redis-server > /dev/null || want+=(redis-server)
 if [ ${#want[@]} -gt 0 ] && [ -z "${BENCH_NO_INSTALL:-}" ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || { command -v sudo > /dev/null && sudo="sudo -n"; }
@@ -71,9 +75,18 @@ if command -v make > /dev/null; then tools+=(make); version[make]="GNU make $(ma
 if command -v ninja > /dev/null; then tools+=(ninja); version[ninja]="ninja $(ninja --version) -j2"; fi
 if command -v snakemake > /dev/null; then tools+=(snakemake); version[snakemake]="snakemake $(snakemake --version 2> /dev/null || deb_version snakemake) --cores 2"; fi
 if [ -x /usr/bin/doit ]; then tools+=(doit); version[doit]="doit $(deb_version python3-doit | sed 's/-.*//') -n 2"; fi
-for t in make ninja snakemake doit; do
+if /usr/bin/python3 -c 'import celery, redis' 2> /dev/null && command -v redis-server > /dev/null; then
+  tools+=(celery)
+  version[celery]="Celery $(deb_version python3-celery | sed 's/-.*//') + Redis $(redis-server --version | sed -n 's/.*v=\([0-9.]*\).*/\1/p'), prefork -c 2"
+fi
+for t in make ninja snakemake doit celery; do
   [ -n "${version[$t]:-}" ] || notes+=("$t: not installed, skipped")
 done
+if [ -n "${BENCH_TOOLS:-}" ]; then  # a subset, e.g. BENCH_TOOLS="ork make"
+  kept=()
+  for t in "${tools[@]}"; do [[ " $BENCH_TOOLS " == *" $t "* ]] && kept+=("$t"); done
+  tools=("${kept[@]}")
+fi
 
 # --- workload generators: gen_<tool> <workload> <dir> ----------------------------------------------------------
 gen_ork() {
@@ -209,6 +222,58 @@ EOF
     esac
   } > "$d/dodo.py"
 }
+# Celery: one Redis broker/result backend and one worker (prefork, 2 processes) started once, before the runs, like a
+# deployed Celery; each run is a client that submits the canvas and waits for its result (client start-up included).
+celery_app() {
+  cat <<EOF
+import subprocess
+from celery import Celery
+app = Celery("bench", broker="redis://127.0.0.1:$redis_port/0", backend="redis://127.0.0.1:$redis_port/1")
+app.conf.update(worker_prefetch_multiplier=1, result_expires=600, broker_connection_retry_on_startup=True)
+@app.task
+def sh():
+    subprocess.run(["true"], check=True)
+EOF
+}
+gen_celery() {
+  local w=$1 d=$2
+  celery_app > "$d/bench_app.py"
+  cat > "$d/run.py" <<EOF
+from celery import chain, chord, group
+from bench_app import sh
+w = "$w"
+if w == "W1":
+    r = group(sh.si() for _ in range($N1)).apply_async()
+elif w == "W2":
+    r = chain(*[sh.si() for _ in range($N2)]).apply_async()
+else:
+    r = chain(sh.si(), chord([sh.si() for _ in range($N3)], sh.si())).apply_async()
+r.get(timeout=600, disable_sync_subtasks=False)
+EOF
+}
+celery_start() {
+  redis_port=$((20000 + RANDOM % 20000))
+  mkdir -p "$work/celery"
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work/celery" \
+    > "$work/celery/redis.log" 2>&1 &
+  redis_pid=$!
+  celery_app > "$work/celery/bench_app.py"
+  (cd "$work/celery" && exec /usr/bin/python3 -m celery -A bench_app worker -c 2 -P prefork -l warning) \
+    > "$work/celery/worker.log" 2>&1 &
+  celery_pid=$!
+  for _ in $(seq 100); do
+    (cd "$work/celery" && /usr/bin/python3 -c "from bench_app import sh; sh.delay().get(timeout=1)") > /dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  notes+=("celery: the worker did not answer (see its log); skipped")
+  return 1
+}
+celery_stop() {
+  [ -z "${celery_pid:-}" ] || { kill -TERM "$celery_pid" 2> /dev/null; wait "$celery_pid" 2> /dev/null || true; }
+  [ -z "${redis_pid:-}" ] || { kill -TERM "$redis_pid" 2> /dev/null; wait "$redis_pid" 2> /dev/null || true; }
+  celery_pid="" redis_pid=""
+}
+
 cmd_for() {  # the command line run in the workload dir
   case $1 in
     ork) echo "env ORK_HOME=home ORK_MAX_ACTIVE_TASKS=2 $host run wf.yaml" ;;
@@ -216,13 +281,16 @@ cmd_for() {  # the command line run in the workload dir
     ninja) echo "ninja -j2" ;;
     snakemake) echo "snakemake --cores 2 --quiet --nolock" ;;
     doit) echo "/usr/bin/doit -n 2" ;;
+    celery) echo "/usr/bin/python3 run.py" ;;
   esac
 }
 
 # Runs one command in its own session under a timeout, from a fresh copy of the workload; prints seconds.
 time_once() {
-  local tool=$1 w=$2 d="$work/run" start end rc=0
-  rm -rf "$d"; mkdir -p "$d"
+  # A fresh folder per run, removed only at exit: deleting thousands of files just before a run would make the
+  # filesystem's inode allocation slower for whichever tool runs next.
+  local tool=$1 w=$2 d start end rc=0
+  d=$(mktemp -d "$work/run-$tool-$w.XXXXXX")
   "gen_$tool" "$w" "$d"
   start=$(date +%s.%N)
   # shellcheck disable=SC2046
@@ -234,16 +302,19 @@ time_once() {
   if [ $rc -ne 0 ]; then
     echo "bench: $tool $w failed (exit $rc$([ $rc -eq 124 ] && echo ", timeout ${limit}s"))" >&2
     tail -5 "$d/log" >&2
-    rm -rf "$d"
     return 1
   fi
-  rm -rf "$d"
   printf '%.6f\n' "$(echo "$end - $start" | bc -l)"
 }
 median() { sort -g | awk '{a[NR] = $1} END {if (NR) print a[int((NR + 1) / 2)]}'; }
 
 # --- measure ---------------------------------------------------------------------------------------------------
 declare -A secs samples_of   # secs[tool,W] = median seconds (empty = failed); samples_of[tool,W] = all runs
+if [[ " ${tools[*]} " == *" celery "* ]] && ! celery_start; then
+  kept=()
+  for t in "${tools[@]}"; do [ "$t" = celery ] || kept+=("$t"); done
+  tools=("${kept[@]}")
+fi
 for w in W1 W2 W3; do
   for tool in "${tools[@]}"; do
     samples=()
@@ -275,7 +346,7 @@ fpar=$(printf '%s\n' "${floor_par[@]}" | median)
 # --- table -----------------------------------------------------------------------------------------------------
 fmt() { printf "%.${2}f" "$1"; }
 value_of() {  # tool W -> value in the workload's unit
-  local s=${secs[$1,$2]}
+  local s=${secs[$1,$2]:-}
   [ -n "$s" ] || return 0
   case $2 in
     W1) fmt "$(echo "$N1 / $s" | bc -l)" 1 ;;
@@ -307,38 +378,18 @@ for w in W1 W2 W3; do
     fi
     rows+=("$(label $w)|${version[$tool]}|${v:-failed}|$(unit_of $w)|$(speed_vs_ork "$v" "$ork_v" $w)|$target|${samples_of[$tool,$w]:-}")
   done
-  [ $w = W1 ] || continue
-  rows+=("$(label W1)|Celery + Redis broker|skipped|tasks/s|-|not measured: left out of this harness for time; W2/W3 too|")
 done
 ork_w1=$(value_of ork W1)
 rows+=("floor: posix_spawn /bin/true x $N1, sequential|spawn_floor.cpp (g++ -O2)|$(fmt "$fseq" 1)|tasks/s|$(speed_vs_ork "$fseq" "$ork_w1" W1)|-|")
 rows+=("floor: posix_spawn /bin/true x $N1, 2 in flight|spawn_floor.cpp (g++ -O2)|$(fmt "$fpar" 1)|tasks/s|$(speed_vs_ork "$fpar" "$ork_w1" W1)|-|")
 
-date_s=$(date +%F)
-cpus=$(nproc)
-mkdir -p bench/results
-md="bench/results/$date_s.md"
-{
-  echo "| workload | tool (version) | median of $runs | unit | speed vs Ork (>1 = faster) | Ork target |"
-  echo "|---|---|---|---|---|---|"
-  for r in "${rows[@]}"; do r=${r%|*}; echo "| ${r//|/ | } |"; done
-  echo
-  echo "$(date -Is), $cpus CPUs, $(uname -sr). Task body \`true\` everywhere (make execs it without a shell;"
-  echo "snakemake runs \`true; touch {output}\` because its jobs must create their output). Times include tool start-up."
-  for n in "${notes[@]}"; do echo "- $n"; done
-} > "$md"
-cat "$md"
-
-json_rows=()
-for r in "${rows[@]}"; do
-  IFS='|' read -r c1 c2 c3 c4 c5 c6 c7 <<< "$r"
-  json_rows+=("$(jq -cn --arg workload "$c1" --arg tool "$c2" --arg median "$c3" --arg unit "$c4" --arg speed "$c5" \
-    --arg target "$c6" --arg runs "$c7" '{workload: $workload, tool: $tool, median: ($median | tonumber? // $median),
-      unit: $unit, speed_vs_ork: ($speed | tonumber? // null), target: $target,
-      run_seconds: ($runs | split(" ") | map(select(. != "") | tonumber))}')")
-done
-printf '%s\n' "${json_rows[@]}" | jq -s --arg date "$(date -Is)" --argjson runs "$runs" --argjson cpus "$cpus" \
-  --arg notes "$(printf '%s\n' "${notes[@]}")" \
-  '{date: $date, runs: $runs, cpus: $cpus, notes: ($notes | split("\n") | map(select(. != ""))), rows: .}' \
-  > "bench/results/$date_s.json"
-echo "bench: wrote $md and bench/results/$date_s.json" >&2
+notes+=("W1-W3: task body \`true\` everywhere (make execs it without a shell; snakemake runs \`true; touch {output}\` because its jobs must create their output; Celery's task runs \`subprocess.run([\"true\"])\`). Times include tool start-up, except Celery's worker and Redis, started once before the runs as a deployed Celery would be (its client's start-up is included).")
+# Rows and notes go to the files of bench/all.sh (one table for every workload), or to a table of their own.
+if [ -n "${BENCH_ROWS:-}" ]; then
+  printf '%s\n' "${rows[@]}" >> "$BENCH_ROWS"
+  printf '%s\n' "${notes[@]}" >> "$BENCH_NOTES"
+else
+  printf '%s\n' "${rows[@]}" > "$work/rows"
+  printf '%s\n' "${notes[@]}" > "$work/notes"
+  bench/report.sh "$work/rows" "$work/notes" "$runs"
+fi

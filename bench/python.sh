@@ -2,8 +2,8 @@
 # W7 (issue: benchmark harness): fan-out of 200 Python @task tasks (pydantic Input/Output models), 2 at a time
 # (ORK_MAX_ACTIVE_TASKS=2), with the warm fork-server and without it (ORK_PYTHON_FORKSERVER=0). Reference: the same
 # count of bare interpreter start-ups that import pydantic, 2 in flight (xargs -P2), i.e. the floor of the spawn path.
-# Every figure is a median of BENCH_RUNS runs of `ork-host run` (host start-up and the listing task included).
-# Prints one markdown table and writes bench/results/<date>-python.md and .json.
+# Every figure is a median of BENCH_RUNS runs of `ork-host run` (host start-up and the listing task included). Rows go
+# to bench/all.sh's table (BENCH_ROWS / BENCH_NOTES), or to a table of their own (bench/report.sh).
 # Usage: bench/python.sh [build-dir]   env: BENCH_RUNS (3), BENCH_PY_TASKS (200), ORK_PYTHON (interpreter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,35 +89,26 @@ med[floor]=$(printf '%s\n' "${samples[@]}" | median)
 all[floor]="${samples[*]}"
 
 tps() { printf '%.1f' "$(echo "$n / $1" | bc -l)"; }
-secs() { printf '%.2f' "$1"; }
+all_tps() { local out=() v; for v in $1; do out+=("$(tps "$v")"); done; echo "${out[*]}"; }
 warm_tps=$(tps "${med[warm]}")
 spawn_tps=$(tps "${med[spawn]}")
 floor_tps=$(tps "${med[floor]}")
-speedup=$(printf '%.2f' "$(echo "${med[spawn]} / ${med[warm]}" | bc -l)")
-slower=$(printf '%.2f' "$(echo "${med[warm]} / ${med[spawn]}" | bc -l)")
+vs() { printf '%.2f' "$(echo "$1 / $warm_tps" | bc -l)"; }
 pyver=$("$py" -c 'import sys, pydantic; print("Python %s, pydantic %s" % (sys.version.split()[0], pydantic.VERSION))')
-commit=$(git -C "$root" describe --always --dirty 2> /dev/null || echo unknown)
-
-date_s=$(date +%F)
-mkdir -p bench/results
-md="bench/results/$date_s-python.md"
-{
-  echo "| workload | mode | median of $runs (wall) | tasks/s | speed vs fork-server |"
-  echo "|---|---|---|---|---|"
-  echo "| W7 fan-out $n Python @task, 2 at a time | ork $commit, fork-server | $(secs "${med[warm]}") s | $warm_tps | 1.00 |"
-  echo "| W7 fan-out $n Python @task, 2 at a time | ork $commit, ORK_PYTHON_FORKSERVER=0 | $(secs "${med[spawn]}") s | $spawn_tps | $slower |"
-  echo "| floor of the spawn path: $n x \`python -c 'from pydantic import BaseModel'\`, 2 in flight | xargs -P2 | $(secs "${med[floor]}") s | $floor_tps | - |"
-  echo
-  echo "$(date -Is), $(nproc) CPUs, $(uname -sr), $pyver. The fork-server is started on demand by the first task of"
-  echo "the first run and reused by the later runs. Fork-server speed-up: ${speedup}x."
-} > "$md"
-cat "$md"
-jq -n --arg date "$(date -Is)" --argjson runs "$runs" --argjson tasks "$n" --arg python "$pyver" --arg commit "$commit" \
-  --arg warm "${med[warm]}" --arg spawn "${med[spawn]}" --arg floor "${med[floor]}" \
-  --arg warm_all "${all[warm]}" --arg spawn_all "${all[spawn]}" --arg floor_all "${all[floor]}" \
-  '{date: $date, runs: $runs, tasks: $tasks, python: $python, commit: $commit,
-    rows: [{mode: "fork-server", median_s: ($warm | tonumber), runs_s: ($warm_all | split(" ") | map(tonumber))},
-           {mode: "spawn", median_s: ($spawn | tonumber), runs_s: ($spawn_all | split(" ") | map(tonumber))},
-           {mode: "floor: python start-up + pydantic import", median_s: ($floor | tonumber),
-            runs_s: ($floor_all | split(" ") | map(tonumber))}]}' > "bench/results/$date_s-python.json"
-echo "bench: wrote $md and bench/results/$date_s-python.json" >&2
+version="ork $(git -C "$root" describe --always --dirty 2> /dev/null || echo '?')"
+work_label="W7 fan-out of $n Python @task tasks, 2 at a time"
+rows=(
+  "$work_label|$version, fork-server|$warm_tps|tasks/s|1.00|report|$(all_tps "${all[warm]}")"
+  "$work_label|$version, ORK_PYTHON_FORKSERVER=0|$spawn_tps|tasks/s|$(vs "$spawn_tps")|-|$(all_tps "${all[spawn]}")"
+  "floor: $n x \`python -c 'from pydantic import BaseModel'\`, 2 in flight|xargs -P2 ($pyver)|$floor_tps|tasks/s|$(vs "$floor_tps")|-|$(all_tps "${all[floor]}")"
+)
+notes=("W7: a \`foreach\` of $n Python @task tasks with pydantic Input/Output models, ORK_MAX_ACTIVE_TASKS=2, $pyver; \`ork-host run\` wall time (host start and the listing task included). The fork-server is started by the first task of the first run and reused by the later runs; without it every task starts an interpreter and imports pydantic. Fork-server speed-up: $(printf '%.1f' "$(echo "${med[spawn]} / ${med[warm]}" | bc -l)")x.")
+# Rows and notes go to the files of bench/all.sh (one table for every workload), or to a table of their own.
+if [ -n "${BENCH_ROWS:-}" ]; then
+  printf '%s\n' "${rows[@]}" >> "$BENCH_ROWS"
+  printf '%s\n' "${notes[@]}" >> "$BENCH_NOTES"
+else
+  printf '%s\n' "${rows[@]}" > "$work/rows"
+  printf '%s\n' "${notes[@]}" > "$work/notes"
+  bench/report.sh "$work/rows" "$work/notes" "$runs"
+fi

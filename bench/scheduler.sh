@@ -30,23 +30,23 @@ tasks:
 YAML
 secs=(); rss=()
 for i in $(seq "$runs"); do
-  rm -rf "$work/home"
+  home=$(mktemp -d "$work/home.XXXXXX")  # a fresh folder, removed at exit (see peers.sh)
   start=$(date +%s.%N)
-  ORK_HOME="$work/home" /usr/bin/time -f '%M' -o "$work/rss" "$host" run "$work/w4.yaml" > "$work/w4.log" 2>&1 \
+  ORK_HOME="$home" /usr/bin/time -f '%M' -o "$work/rss" "$host" run "$work/w4.yaml" > "$work/w4.log" 2>&1 \
     || { echo "bench: W4 run failed"; tail -20 "$work/w4.log"; exit 1; }
   end=$(date +%s.%N)
   secs+=("$(echo "$end - $start" | bc -l)")
   rss+=("$(cat "$work/rss")")
 done
 w4_s=$(printf '%s\n' "${secs[@]}" | median)
+w4_s=$(printf "%.2f" "$w4_s")
 w4_rss_kb=$(printf '%s\n' "${rss[@]}" | median)
 w4_ms_task=$(echo "scale=2; $w4_s * 1000 / $items" | bc -l)
 w4_tps=$(echo "scale=1; $items / $w4_s" | bc -l)
 w4_rss_mb=$(echo "scale=1; $w4_rss_kb / 1024" | bc -l)
 
 # W5: idle serve.
-rm -rf "$work/home"
-ORK_HOME="$work/home" "$host" serve > "$work/idle.log" 2>&1 &
+ORK_HOME="$(mktemp -d "$work/home.XXXXXX")" ORK_API_PORT=0 "$host" serve > "$work/idle.log" 2>&1 &
 pid=$!
 sleep 2
 switches() { cat /proc/$pid/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }
@@ -59,9 +59,19 @@ wakeups=$(echo "scale=2; ($after - $before) / $idle_s" | bc -l)
 idle_rss_mb=$(echo "scale=1; $idle_rss_kb / 1024" | bc -l)
 
 verdict() { if [ "$(echo "$1" | bc -l)" -eq 1 ]; then echo PASS; else echo FAIL; fi; }
-echo "| workload | measure | value | target | result |"
-echo "|---|---|---|---|---|"
-echo "| W4 foreach $items x \`true\` (median of $runs) | wall time | ${w4_s} s (${w4_ms_task} ms/task, ${w4_tps} tasks/s) | report | - |"
-echo "| W4 foreach $items x \`true\` | peak RSS of ork-host | ${w4_rss_mb} MB | <= 64 MB | $(verdict "$w4_rss_mb <= 64") |"
-echo "| W5 idle serve, ${idle_s} s | RSS | ${idle_rss_mb} MB | <= 15 MB | $(verdict "$idle_rss_mb <= 15") |"
-echo "| W5 idle serve, ${idle_s} s | wakeups (context switches, all threads) | ${wakeups} /s | 0 /s | $(verdict "$wakeups == 0") |"
+version="ork $(git describe --always --dirty 2> /dev/null || echo '?')"
+rows=(
+  "W4 foreach over $items x \`true\`|$version|$w4_s|s|-|report (${w4_ms_task} ms/task, ${w4_tps} tasks/s)|${secs[*]}"
+  "W4 foreach over $items: peak RSS of ork-host|$version|$w4_rss_mb|MB|-|<= 64 MB: $(verdict "$w4_rss_mb <= 64")|"
+  "W5 idle \`ork-host serve\`, ${idle_s} s: RSS|$version|$idle_rss_mb|MB|-|<= 15 MB: $(verdict "$idle_rss_mb <= 15")|"
+  "W5 idle \`ork-host serve\`, ${idle_s} s: wakeups (context switches, all threads)|$version|$wakeups|/s|-|0 /s: $(verdict "$wakeups == 0")|"
+)
+notes=("W4/W5: W4 is one \`ork-host run\`, median of $runs; W5 reads /proc of an idle \`ork-host serve\` after 2 s of start-up.")
+if [ -n "${BENCH_ROWS:-}" ]; then
+  printf '%s\n' "${rows[@]}" >> "$BENCH_ROWS"
+  printf '%s\n' "${notes[@]}" >> "$BENCH_NOTES"
+else
+  printf '%s\n' "${rows[@]}" > "$work/rows"
+  printf '%s\n' "${notes[@]}" > "$work/notes"
+  bench/report.sh "$work/rows" "$work/notes" "$runs"
+fi

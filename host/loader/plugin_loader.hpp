@@ -98,6 +98,8 @@ class StateProxy : public LoadedPlugin {
   json put_schedule(const json& a) const { return op(&ork_state_vtable::put_schedule, "put_schedule", a); }
   json add_task_runs(const json& a) const { return op(&ork_state_vtable::add_task_runs, "add_task_runs", a); }
   json claim_schedule(const json& a) const { return op(&ork_state_vtable::claim_schedule, "claim_schedule", a); }
+  // ABI >= 1.3; UNSUPPORTED (PluginCallError) from older plugins.
+  json list_runs_page(const json& a) const { return op(&ork_state_vtable::list_runs_page, "list_runs_page", a); }
 
  private:
   json op(ork_json_fn ork_state_vtable::*m, const char* name, const json& a) const;

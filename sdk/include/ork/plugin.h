@@ -1,7 +1,7 @@
 /* Ork plugin ABI: the C boundary between ork-host / ork-worker and plugin shared libraries.
  * Records cross as UTF-8 JSON; memory a plugin returns is freed with its descriptor's free_buffer.
  * History: 1.0 first release; 1.1 appended ork_plugin_descriptor.info_json; 1.2 appended
- * ork_state_vtable.add_task_runs. */
+ * ork_state_vtable.add_task_runs; 1.3 appended ork_state_vtable.list_runs_page. */
 #ifndef ORK_PLUGIN_H
 #define ORK_PLUGIN_H
 
@@ -13,7 +13,7 @@ extern "C" {
 #endif
 
 #define ORK_ABI_MAJOR 1
-#define ORK_ABI_MINOR 2
+#define ORK_ABI_MINOR 3
 
 /* The one symbol every plugin exports. The name is fixed for every ABI version; abi_major says which. */
 #define ORK_PLUGIN_ENTRY_SYMBOL "ork_plugin_v1"
@@ -87,6 +87,8 @@ typedef struct ork_state_vtable {
   ork_json_fn put_schedule;
   ork_json_fn claim_schedule;
   ork_json_fn add_task_runs; /* since 1.2: {run_id, tasks} -> {} (fan-out instances, atomically) */
+  /* since 1.3: {workflow_name?, status?, limit?, after?: {created_at, id}} -> {runs, next} (keyset pages) */
+  ork_json_fn list_runs_page;
 } ork_state_vtable;
 
 /* ObjectStore: byte objects under '/'-separated keys (runs/{run_id}/{task_id}/spec.json, ...). */
