@@ -57,7 +57,7 @@ TEST(ContainerTasks, ImageCommandAndFileIo) {
   EXPECT_EQ(f.command_args, (std::vector<std::string>{"python", "fetch.py", "42"}));
   EXPECT_EQ(f.output_from_file, "/output/result.json");
   EXPECT_EQ(f.input_to_file, std::nullopt);
-  EXPECT_EQ(f.output_type, std::nullopt);
+  EXPECT_TRUE(f.output_type.is_null());
 
   const TaskDefinition& p = wf.tasks[1];
   EXPECT_EQ(p.executor, "container");
