@@ -30,6 +30,8 @@ import time
 import traceback
 
 _MAX_REQUEST = 64 << 20
+# Seconds a client has to send its whole request (a silent client must not keep the server from idling out).
+_REQUEST_TIMEOUT = float(os.environ.get("ORK_PYTHON_FORKSERVER_REQUEST_TIMEOUT") or 10)
 
 
 def _log(msg):
@@ -98,6 +100,7 @@ class _Conn:
         self.buf = b""
         self.fds = []
         self.pid = None
+        self.deadline = time.monotonic() + _REQUEST_TIMEOUT  # for the whole request
 
     def send(self, obj):
         try:
@@ -339,14 +342,21 @@ class Server:
         stop = [False]
         signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
         while True:
+            now = time.monotonic()
+            for c in [c for c in self.conns.values() if c.pid is None and now >= c.deadline]:
+                c.send({"error": "no complete request within %g s" % _REQUEST_TIMEOUT})
+                self._drop(c)
             busy = bool(self.children) or bool(self.conns)
             if self.closing and not busy:
                 return
             if stop[0] and not self.closing:
                 self._try_close() or self._force_close()
             timeout = None
-            if not busy and not self.closing:
-                timeout = max(0.0, self.last_busy + self.idle - time.monotonic())
+            pending = [c.deadline - now for c in self.conns.values() if c.pid is None]
+            if pending:
+                timeout = max(0.0, min(pending))
+            elif not busy and not self.closing:
+                timeout = max(0.0, self.last_busy + self.idle - now)
                 if timeout == 0.0:
                     if not self._try_close():
                         self.last_busy = time.monotonic() - self.idle + 1.0  # retry in a second

@@ -227,6 +227,24 @@ class IdleExitTest(unittest.TestCase):
             finally:
                 server.stop()
 
+    def test_a_silent_client_is_dropped_and_the_server_still_idles_out(self):
+        with tempfile.TemporaryDirectory() as d:
+            os.makedirs(os.path.join(d, "proj"))
+            os.environ["ORK_PYTHON_FORKSERVER_REQUEST_TIMEOUT"] = "0.5"
+            try:
+                server = Server(d, idle=1)
+            finally:
+                del os.environ["ORK_PYTHON_FORKSERVER_REQUEST_TIMEOUT"]
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(server.sock)
+                s.settimeout(10)
+                self.assertIn("no complete request", json.loads(s.makefile().readline())["error"])
+                s.close()
+                self.assertEqual(server.proc.wait(timeout=20), 0)
+            finally:
+                server.stop()
+
     def test_a_start_error_is_reported_on_the_ready_fd(self):
         with tempfile.TemporaryDirectory() as d:
             r, w = os.pipe()
