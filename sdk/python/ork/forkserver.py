@@ -462,6 +462,8 @@ def main(argv=None):
     if base_path and base_path[0] in ("", os.getcwd()):
         base_path = base_path[1:]  # `-m` puts the server's cwd first; a task gets its own
     try:
+        if not hasattr(socket, "recv_fds") or not hasattr(os, "waitid"):
+            raise RuntimeError("the fork-server needs Python >= 3.9 on Linux (socket.recv_fds, os.waitid)")
         modules = [m.strip() for m in os.environ.get("ORK_PYTHON_PRELOAD", "").split(",") if m.strip()]
         started = time.monotonic()
         failed = preload(modules)
