@@ -159,6 +159,8 @@ HttpResponse HttpClient::send(const HttpRequest& req, const Prepare& prepare) co
   int attempts = std::max(1, options_.retry.max_attempts);
   for (int attempt = 1;; ++attempt) {
     HttpRequest r = req;
+    // A body always travels with a Content-Type (cpprest insists); set it before signing so signers see it.
+    if (!r.body.empty() && r.header("content-type").empty()) r.set_header("Content-Type", "application/octet-stream");
     if (prepare) prepare(r);
     std::chrono::milliseconds wait{0};
     try {

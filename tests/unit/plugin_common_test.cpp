@@ -42,8 +42,9 @@ TEST(SigV4, PublishedVectors) {
   for (const auto& v : doc["vectors"]) {
     SCOPED_TRACE(v["name"].get<std::string>());
     bool s3 = v["source"] == "s3-docs";
-    AwsCredentials c{s3 ? "AKIAIOSFODNN7EXAMPLE" : "AKIDEXAMPLE",
-                     s3 ? "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY" : "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"};
+    AwsCredentials c;
+    c.access_key_id = s3 ? "AKIAIOSFODNN7EXAMPLE" : "AKIDEXAMPLE";
+    c.secret_access_key = s3 ? "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY" : "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
     SigV4Input in;
     in.method = v["method"];
     in.path = v["path"];
@@ -56,9 +57,15 @@ TEST(SigV4, PublishedVectors) {
     SigV4Result r = sigv4_sign(in, c);
     EXPECT_EQ(r.signed_headers, v["signed_headers"]);
     EXPECT_EQ(r.signature, v["signature"]) << r.canonical_request;
-    if (v.contains("canonical_request")) EXPECT_EQ(r.canonical_request, v["canonical_request"]);
-    if (v.contains("canonical_request_sha256")) EXPECT_EQ(sha256_hex(r.canonical_request), v["canonical_request_sha256"]);
-    if (v.contains("string_to_sign")) EXPECT_EQ(r.string_to_sign, v["string_to_sign"]);
+    if (v.contains("canonical_request")) {
+      EXPECT_EQ(r.canonical_request, v["canonical_request"]);
+    }
+    if (v.contains("canonical_request_sha256")) {
+      EXPECT_EQ(sha256_hex(r.canonical_request), v["canonical_request_sha256"]);
+    }
+    if (v.contains("string_to_sign")) {
+      EXPECT_EQ(r.string_to_sign, v["string_to_sign"]);
+    }
     EXPECT_EQ(r.authorization, "AWS4-HMAC-SHA256 Credential=" + c.access_key_id + "/" + r.credential_scope +
                                    ", SignedHeaders=" + r.signed_headers + ", Signature=" + r.signature);
   }
@@ -69,7 +76,9 @@ TEST(SigV4, SignRequestMatchesTheS3GetObjectExample) {
   req.url = "https://examplebucket.s3.amazonaws.com/test.txt";
   req.set_header("Range", "bytes=0-9");
   req.set_header("User-Agent", "not signed");
-  AwsCredentials c{"AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"};
+  AwsCredentials c;
+  c.access_key_id = "AKIAIOSFODNN7EXAMPLE";
+  c.secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
   sigv4_sign_request(req, c, "us-east-1", "s3", parse_iso8601("2013-05-24T00:00:00Z"), true);
   EXPECT_EQ(req.header("x-amz-date"), "20130524T000000Z");
   EXPECT_EQ(req.header("host"), "examplebucket.s3.amazonaws.com");
