@@ -32,6 +32,7 @@ import base64
 import json
 import os
 import re
+import socket
 import threading
 import time
 import uuid
@@ -71,6 +72,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):  # quiet
         pass
+
+    def setup(self):
+        super().setup()
+        # Headers and body go out in separate writes: without TCP_NODELAY, Nagle + delayed ACK add 40 ms each.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     # ---- plumbing
 
