@@ -20,6 +20,12 @@ as published in 2024) for the calls the plugin makes, and nothing else:
   Errors are Google's JSON: {"error": {"code", "message", "errors": [{"domain", "reason", "message"}]}}.
   Generations increase per object write; sizes and generations are strings, as in the API.
 
+OAuth (for the shared Google auth code): POST /token takes grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer
+with an RS256 assertion (iss, scope, aud = this token URI, iat, exp) and verifies its signature against the keys
+registered with POST /_fake/trust {"n": hex, "e": int}; GET /computeMetadata/v1/instance/service-accounts/default/token
+(Metadata-Flavor: Google) plays the metadata server. Both answer {"access_token", "expires_in", "token_type"}.
+Buckets named with POST /_fake/auth {"bucket": B} then refuse requests without a bearer token issued here (401).
+
 Test controls (not GCS): POST /_fake/faults {"status": 503, "count": 2, "match": "/o/"} answers the next `count`
 requests whose path contains `match` with `status` (and a Retry-After: 0 on 429/503); GET /_fake/stats.
 Objects are stored under --data (one file each); metadata lives in memory.
@@ -51,6 +57,9 @@ class Store:
         self.generation = int(time.time() * 1e6)
         self.faults = []
         self.requests = 0
+        self.trusted = []  # (n, e) of service-account keys whose JWTs /token accepts
+        self.tokens = set()  # access tokens issued
+        self.auth_buckets = set()  # buckets that need a bearer token
 
     def next_generation(self):
         self.generation += 1
@@ -142,6 +151,19 @@ class Handler(BaseHTTPRequestHandler):
                     return self.send_json(f["status"], error_body(f["status"], "injected fault", "backendError"), hdr)
         if path.startswith("/_fake/"):
             return self.fake_control(path)
+        if path == "/token" and self.command == "POST":
+            return self.token_exchange()
+        if path == "/computeMetadata/v1/instance/service-accounts/default/token":
+            if self.headers.get("Metadata-Flavor") != "Google":
+                return self.send_error_json(403, "Missing Metadata-Flavor:Google header", "forbidden")
+            return self.send_json(200, self.issue_token())
+        m = re.match(r"/(?:upload/)?storage/v1/b/([^/?]+)", path)
+        if m and unquote(m.group(1)) in st.auth_buckets:
+            auth = self.headers.get("Authorization", "")
+            if not auth.startswith("Bearer ") or auth[7:] not in st.tokens:
+                self.read_body_to(open(os.devnull, "wb"))
+                return self.send_error_json(401, "Anonymous caller does not have storage.objects.get access.",
+                                            "required")
         m = re.fullmatch(r"/upload/storage/v1/b/([^/]+)/o", path)
         if m:
             return self.upload(unquote(m.group(1)), q)
@@ -171,11 +193,58 @@ class Handler(BaseHTTPRequestHandler):
                 st.faults.append({"status": int(f.get("status", 503)), "count": int(f.get("count", 1)),
                                   "match": f.get("match", "")})
             return self.send_json(200, {"ok": True})
+        if path == "/_fake/trust" and self.command == "POST":
+            k = json.loads(self.read_body_to() or b"{}")
+            with st.lock:
+                st.trusted.append((int(k["n"], 16), int(k["e"])))
+            return self.send_json(200, {"ok": True})
+        if path == "/_fake/auth" and self.command == "POST":
+            b = json.loads(self.read_body_to() or b"{}")
+            with st.lock:
+                st.auth_buckets.add(b["bucket"])
+            return self.send_json(200, {"ok": True})
         if path == "/_fake/stats":
             with st.lock:
                 return self.send_json(200, {"requests": st.requests,
                                             "faults_left": sum(f["count"] for f in st.faults)})
         return self.send_error_json(404, "unknown control", "notFound")
+
+    # ---- OAuth
+
+    def issue_token(self):
+        tok = "fake-token-" + uuid.uuid4().hex
+        with self.store.lock:
+            self.store.tokens.add(tok)
+        return {"access_token": tok, "expires_in": 3600, "token_type": "Bearer"}
+
+    def token_exchange(self):
+        form = {k: v[-1] for k, v in parse_qs(self.read_body_to().decode(), keep_blank_values=True).items()}
+        def refuse(why):
+            return self.send_json(400, {"error": "invalid_grant", "error_description": why})
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return refuse("unsupported grant_type")
+        parts = form.get("assertion", "").split(".")
+        if len(parts) != 3:
+            return refuse("the assertion is not a JWT")
+        def b64(s):
+            return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+        try:
+            header, claims, sig = json.loads(b64(parts[0])), json.loads(b64(parts[1])), b64(parts[2])
+        except ValueError:
+            return refuse("malformed JWT")
+        if header.get("alg") != "RS256":
+            return refuse("alg must be RS256")
+        now = time.time()
+        if claims.get("aud") != self.base_url() + "/token" or not claims.get("iss") or not claims.get("scope"):
+            return refuse("bad aud, iss or scope")
+        if not (claims.get("iat", 0) - 300 <= now <= claims.get("exp", 0)) or claims["exp"] - claims["iat"] > 3600:
+            return refuse("bad iat/exp")
+        signing_input = (parts[0] + "." + parts[1]).encode()
+        with self.store.lock:
+            keys = list(self.store.trusted)
+        if not any(rs256_verify(n, e, signing_input, sig) for n, e in keys):
+            return refuse("Invalid JWT Signature.")
+        return self.send_json(200, self.issue_token())
 
     # ---- buckets
 
@@ -444,6 +513,16 @@ class Handler(BaseHTTPRequestHandler):
             self.store.sessions.pop(sid, None)
         return self.commit(s["bucket"], s["name"], s["tmp"], s["received"], s["md5"].digest(), s["contentType"],
                            s["q"])
+
+
+def rs256_verify(n, e, signing_input, sig):
+    """RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017 section 8.2.2), by modular exponentiation."""
+    k = (n.bit_length() + 7) // 8
+    if len(sig) != k:
+        return False
+    em = pow(int.from_bytes(sig, "big"), e, n).to_bytes(k, "big")
+    digest_info = bytes.fromhex("3031300d060960864801650304020105000420") + hashlib.sha256(signing_input).digest()
+    return em == b"\x00\x01" + b"\xff" * (k - 3 - len(digest_info)) + b"\x00" + digest_info
 
 
 class HashingWriter:

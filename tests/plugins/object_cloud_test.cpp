@@ -3,6 +3,10 @@
 // prefixes and error mapping; Azure connection strings, SAS tokens and small blocks; GCS STORAGE_EMULATOR_HOST,
 // retries on injected 503/429 and resumable chunks. ORK_EMULATOR_DIR names the emulator's folder.
 #include <gtest/gtest.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <stdlib.h>
 
 #include <nlohmann/json.hpp>
@@ -268,6 +272,75 @@ TEST(Gcs, ResumableUploadInSmallChunks) {
   EXPECT_TRUE(s->get(k).value_or("") == data.substr(3));
   EXPECT_NE(load_error("ork-object-gcs", {{"bucket", "abc"}, {"chunk_size", 300000}}).find("256 KiB"),
             std::string::npos);
+}
+
+// A fresh RSA key as a service-account JSON key file whose token_uri is the fake's /token; the fake is told to
+// trust the public key, so the whole exchange (RS256 JWT -> access token -> bearer on every request) is checked.
+std::string service_account_key(const std::string& dir) {
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> k(EVP_RSA_gen(2048), EVP_PKEY_free);
+  std::unique_ptr<BIO, decltype(&BIO_free)> b(BIO_new(BIO_s_mem()), BIO_free);
+  PEM_write_bio_PrivateKey(b.get(), k.get(), nullptr, nullptr, 0, nullptr, nullptr);
+  char* p = nullptr;
+  long len = BIO_get_mem_data(b.get(), &p);
+  std::string pem(p, static_cast<size_t>(len));
+  BIGNUM *n = nullptr, *e = nullptr;
+  EVP_PKEY_get_bn_param(k.get(), OSSL_PKEY_PARAM_RSA_N, &n);
+  EVP_PKEY_get_bn_param(k.get(), OSSL_PKEY_PARAM_RSA_E, &e);
+  char* nh = BN_bn2hex(n);
+  fake_call("POST", "/_fake/trust", {{"n", nh}, {"e", BN_get_word(e)}});
+  OPENSSL_free(nh);
+  BN_free(n);
+  BN_free(e);
+  std::string path = dir + "/sa.json";
+  t::write_file(path, json{{"type", "service_account"},
+                           {"project_id", "ork-test"},
+                           {"private_key_id", "k1"},
+                           {"private_key", pem},
+                           {"client_email", "ork@ork-test.iam.gserviceaccount.com"},
+                           {"token_uri", emulator_file("endpoint") + "/token"}}
+                          .dump());
+  return path;
+}
+
+TEST(Gcs, ServiceAccountKeyAndMetadataServerTokens) {
+  fake_call("POST", "/_fake/auth", {{"bucket", "ork-gcs-auth"}});
+  t::TempDir d;
+  json cfg = gcs_cfg();
+  cfg["bucket"] = "ork-gcs-auth";
+  cfg["credentials_file"] = service_account_key(d.str());
+  cfg.erase("project");  // taken from the key's project_id
+  auto s = open("ork-object-gcs", cfg);
+  std::string k = ns() + "authed.txt";
+  s->put(k, "with a service-account token");
+  EXPECT_EQ(s->get(k).value_or(""), "with a service-account token");
+
+  json anon = gcs_cfg();
+  anon["bucket"] = "ork-gcs-auth";
+  anon["create_bucket"] = false;
+  std::string msg;
+  EXPECT_EQ(code_of([&] { (void)open("ork-object-gcs", anon)->get(k); }, &msg), ORK_ERR_INVALID);
+  EXPECT_NE(msg.find("401"), std::string::npos) << msg;
+
+  ScopedEnv meta("GCE_METADATA_HOST", emulator_file("endpoint").substr(7));
+  ScopedEnv no_key("GOOGLE_APPLICATION_CREDENTIALS", "");
+  anon["anonymous"] = false;  // no key given: the metadata server
+  EXPECT_EQ(open("ork-object-gcs", anon)->get(k).value_or(""), "with a service-account token");
+
+  // A key the token endpoint does not trust: the exchange fails with Google's error text.
+  t::TempDir d2;
+  std::string untrusted = d2 / "sa.json";
+  json key = json::parse(t::read_file(cfg["credentials_file"]));
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> other(EVP_RSA_gen(2048), EVP_PKEY_free);
+  std::unique_ptr<BIO, decltype(&BIO_free)> b(BIO_new(BIO_s_mem()), BIO_free);
+  PEM_write_bio_PrivateKey(b.get(), other.get(), nullptr, nullptr, 0, nullptr, nullptr);
+  char* p = nullptr;
+  long len = BIO_get_mem_data(b.get(), &p);
+  key["private_key"] = std::string(p, static_cast<size_t>(len));
+  t::write_file(untrusted, key.dump());
+  cfg["credentials_file"] = untrusted;
+  cfg["create_bucket"] = false;
+  EXPECT_EQ(code_of([&] { (void)open("ork-object-gcs", cfg)->get(k); }, &msg), ORK_ERR_UNAVAILABLE);
+  EXPECT_NE(msg.find("Invalid JWT Signature"), std::string::npos) << msg;
 }
 
 }  // namespace
