@@ -36,11 +36,16 @@ int main(int argc, char** argv) {
   int small = 200, large = 10;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
-    if (a == "--library") lib = argv[i + 1];
-    else if (a == "--config") config = argv[i + 1];
-    else if (a == "--label") label = argv[i + 1];
-    else if (a == "--small") small = std::atoi(argv[i + 1]);
-    else if (a == "--large") large = std::atoi(argv[i + 1]);
+    if (a == "--library")
+      lib = argv[i + 1];
+    else if (a == "--config")
+      config = argv[i + 1];
+    else if (a == "--label")
+      label = argv[i + 1];
+    else if (a == "--small")
+      small = std::atoi(argv[i + 1]);
+    else if (a == "--large")
+      large = std::atoi(argv[i + 1]);
   }
   if (lib.empty() || small < 1 || large < 1) {
     std::cerr << "usage: object_bench --library L --config JSON --label TEXT [--small N] [--large N]\n";

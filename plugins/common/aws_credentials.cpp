@@ -107,10 +107,10 @@ AwsCredentials AwsCredentialsProvider::resolve() {
 std::optional<AwsCredentials> AwsCredentialsProvider::from_profile(std::string& tried) const {
   std::string home = env("HOME");
   std::string profile = !o_.profile.empty() ? o_.profile : !env("AWS_PROFILE").empty() ? env("AWS_PROFILE") : "default";
-  std::string cred_file = !o_.credentials_file.empty()                 ? o_.credentials_file
+  std::string cred_file = !o_.credentials_file.empty()                  ? o_.credentials_file
                           : !env("AWS_SHARED_CREDENTIALS_FILE").empty() ? env("AWS_SHARED_CREDENTIALS_FILE")
                                                                         : home + "/.aws/credentials";
-  std::string cfg_file = !o_.config_file.empty()             ? o_.config_file
+  std::string cfg_file = !o_.config_file.empty()           ? o_.config_file
                          : !env("AWS_CONFIG_FILE").empty() ? env("AWS_CONFIG_FILE")
                                                            : home + "/.aws/config";
   auto creds = parse_ini(read_text(cred_file));
@@ -186,7 +186,7 @@ std::string AwsCredentialsProvider::region_hint() const {
   if (auto r = env("AWS_DEFAULT_REGION"); !r.empty()) return r;
   std::string home = env("HOME");
   std::string profile = !o_.profile.empty() ? o_.profile : !env("AWS_PROFILE").empty() ? env("AWS_PROFILE") : "default";
-  std::string cfg_file = !o_.config_file.empty()             ? o_.config_file
+  std::string cfg_file = !o_.config_file.empty()           ? o_.config_file
                          : !env("AWS_CONFIG_FILE").empty() ? env("AWS_CONFIG_FILE")
                                                            : home + "/.aws/config";
   auto cfg = parse_ini(read_text(cfg_file));

@@ -20,9 +20,9 @@ EnvFn process_env();
 
 struct AwsCredentialsOptions {
   std::string access_key_id, secret_access_key, session_token;  // explicit (plugin config): used as given
-  std::string profile;              // default: $AWS_PROFILE, else "default"
-  std::string credentials_file;     // default: $AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials
-  std::string config_file;          // default: $AWS_CONFIG_FILE, else ~/.aws/config
+  std::string profile;                                          // default: $AWS_PROFILE, else "default"
+  std::string credentials_file;  // default: $AWS_SHARED_CREDENTIALS_FILE, else ~/.aws/credentials
+  std::string config_file;       // default: $AWS_CONFIG_FILE, else ~/.aws/config
   std::chrono::milliseconds metadata_timeout{1000};
   EnvFn env = process_env();
 };

@@ -20,12 +20,20 @@ AzureAccount parse_azure_connection_string(std::string_view cs) {
     i = semi + 1;
     if (part.empty()) continue;
     size_t eq = part.find('=');
-    if (eq == std::string::npos) throw std::invalid_argument("connection string: '" + part.substr(0, 40) + "' has no '='");
+    if (eq == std::string::npos)
+      throw std::invalid_argument("connection string: '" + part.substr(0, 40) + "' has no '='");
     std::string k = to_lower(trim(part.substr(0, eq)));
-    static const char* known[] = {"defaultendpointsprotocol", "accountname",       "accountkey",
-                                  "endpointsuffix",           "blobendpoint",      "sharedaccesssignature",
-                                  "usedevelopmentstorage",    "developmentstorageproxyuri", "queueendpoint",
-                                  "tableendpoint",            "fileendpoint"};
+    static const char* known[] = {"defaultendpointsprotocol",
+                                  "accountname",
+                                  "accountkey",
+                                  "endpointsuffix",
+                                  "blobendpoint",
+                                  "sharedaccesssignature",
+                                  "usedevelopmentstorage",
+                                  "developmentstorageproxyuri",
+                                  "queueendpoint",
+                                  "tableendpoint",
+                                  "fileendpoint"};
     if (std::find(std::begin(known), std::end(known), k) == std::end(known))
       throw std::invalid_argument("connection string: unknown part '" + part.substr(0, eq) + "'");
     kv[k] = trim(part.substr(eq + 1));
@@ -104,7 +112,8 @@ std::string azure_shared_key_string_to_sign(const HttpRequest& req, std::string_
 
 void azure_sign_shared_key(HttpRequest& req, std::string_view account, std::string_view base64_key, int64_t now_ms) {
   req.set_header("x-ms-date", rfc1123_date(now_ms));
-  std::string sig = base64_encode(hmac_sha256(base64_decode(base64_key), azure_shared_key_string_to_sign(req, account)));
+  std::string sig =
+      base64_encode(hmac_sha256(base64_decode(base64_key), azure_shared_key_string_to_sign(req, account)));
   req.set_header("Authorization", "SharedKey " + std::string(account) + ":" + sig);
 }
 

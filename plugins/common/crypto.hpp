@@ -7,9 +7,9 @@
 
 namespace ork::common {
 
-std::string sha256(std::string_view data);      // 32 raw bytes
-std::string sha256_hex(std::string_view data);  // 64 lowercase hex digits
-std::string md5(std::string_view data);         // 16 raw bytes
+std::string sha256(std::string_view data);                             // 32 raw bytes
+std::string sha256_hex(std::string_view data);                         // 64 lowercase hex digits
+std::string md5(std::string_view data);                                // 16 raw bytes
 std::string hmac_sha256(std::string_view key, std::string_view data);  // 32 raw bytes
 // RS256: RSASSA-PKCS1-v1_5 with SHA-256 over `data`, key as PEM (PKCS#8 or PKCS#1). Throws on a bad key.
 std::string rsa_sha256_sign(std::string_view private_key_pem, std::string_view data);

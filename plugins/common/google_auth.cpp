@@ -18,12 +18,13 @@ std::string make_jwt_rs256(const std::string& header_json, const std::string& cl
   return input + "." + base64url_encode(rsa_sha256_sign(private_key_pem, input));
 }
 
-GoogleCredentials::GoogleCredentials(GoogleAuthOptions options) : o_(std::move(options)), http_([&] {
-  HttpOptions h;
-  h.timeout = std::chrono::milliseconds(30000);
-  h.retry.max_attempts = 3;
-  return h;
-}()) {
+GoogleCredentials::GoogleCredentials(GoogleAuthOptions options)
+    : o_(std::move(options)), http_([&] {
+        HttpOptions h;
+        h.timeout = std::chrono::milliseconds(30000);
+        h.retry.max_attempts = 3;
+        return h;
+      }()) {
   std::string text = o_.credentials_json, file = o_.credentials_file;
   if (text.empty() && file.empty() && o_.env) file = o_.env("GOOGLE_APPLICATION_CREDENTIALS").value_or("");
   if (text.empty() && !file.empty()) {
@@ -91,8 +92,11 @@ std::string GoogleCredentials::fetch(int64_t& expires_ms) {
     if (type_ == "service_account") {
       json header{{"alg", "RS256"}, {"typ", "JWT"}};
       if (!private_key_id_.empty()) header["kid"] = private_key_id_;
-      json claims{{"iss", client_email_}, {"scope", o_.scope}, {"aud", token_uri_},
-                  {"iat", now / 1000},    {"exp", now / 1000 + 3600}};
+      json claims{{"iss", client_email_},
+                  {"scope", o_.scope},
+                  {"aud", token_uri_},
+                  {"iat", now / 1000},
+                  {"exp", now / 1000 + 3600}};
       body = form_encode({{"grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"},
                           {"assertion", make_jwt_rs256(header.dump(), claims.dump(), private_key_)}});
     } else {

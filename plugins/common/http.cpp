@@ -93,8 +93,7 @@ HttpResponse HttpClient::send_once(const HttpRequest& req) const {
   if (!req.body.empty() || !content_type.empty()) {
     static const char kEmpty[1] = {0};
     const char* data = req.body.empty() ? kEmpty : req.body.data();
-    auto in = streams::rawptr_stream<uint8_t>::open_istream(reinterpret_cast<const uint8_t*>(data),
-                                                            req.body.size());
+    auto in = streams::rawptr_stream<uint8_t>::open_istream(reinterpret_cast<const uint8_t*>(data), req.body.size());
     msg.set_body(in, req.body.size(), content_type.empty() ? "application/octet-stream" : content_type);
   } else if (req.method == "PUT" || req.method == "POST") {
     msg.headers().set_content_length(0);
@@ -172,8 +171,8 @@ HttpResponse HttpClient::send(const HttpRequest& req, const Prepare& prepare) co
       if (attempt >= attempts) throw;
     }
     if (wait.count() == 0) {
-      auto cap = std::min(options_.retry.max_delay.count(),
-                          options_.retry.base_delay.count() << std::min(attempt - 1, 16));
+      auto cap =
+          std::min(options_.retry.max_delay.count(), options_.retry.base_delay.count() << std::min(attempt - 1, 16));
       wait = std::chrono::milliseconds(std::uniform_int_distribution<long>(cap / 2, std::max<long>(cap, 1))(rng));
     }
     std::this_thread::sleep_for(std::min(wait, options_.retry.max_delay * 4));

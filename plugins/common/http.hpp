@@ -17,10 +17,10 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 
 struct HttpRequest {
   std::string method = "GET";
-  std::string url;           // absolute and already percent-encoded: http(s)://host[:port]/path?query
-  Headers headers;  // sent as given (cpprest adds Content-Length, and Host unless given here); a body without
-                    // Content-Type gets application/octet-stream before `prepare` (signing) runs
-  std::string_view body;     // not owned: the caller keeps it alive for the whole send()
+  std::string url;            // absolute and already percent-encoded: http(s)://host[:port]/path?query
+  Headers headers;            // sent as given (cpprest adds Content-Length, and Host unless given here); a body without
+                              // Content-Type gets application/octet-stream before `prepare` (signing) runs
+  std::string_view body;      // not owned: the caller keeps it alive for the whole send()
   std::string response_file;  // when set, a 2xx body goes to this file (through a temp file, renamed at the end)
 
   // The value of header `name` (case-insensitive), or "".

@@ -67,7 +67,8 @@ class ObjectSource {
     while (got < len) {
       ssize_t n = ::pread(fd_.get(), scratch.data() + got, len - got, static_cast<off_t>(offset + got));
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) throw std::runtime_error(std::string("read failed: ") + (n < 0 ? std::strerror(errno) : "file shrank"));
+      if (n <= 0)
+        throw std::runtime_error(std::string("read failed: ") + (n < 0 ? std::strerror(errno) : "file shrank"));
       got += static_cast<size_t>(n);
     }
     return scratch;
@@ -110,7 +111,8 @@ inline int64_t cfg_int(const nlohmann::json& cfg, const char* plugin, const char
 }
 inline bool cfg_bool(const nlohmann::json& cfg, const char* plugin, const char* field, bool def) {
   if (!cfg.contains(field) || cfg[field].is_null()) return def;
-  if (!cfg[field].is_boolean()) ork::throw_invalid(std::string(plugin) + ": config \"" + field + "\" must be a boolean");
+  if (!cfg[field].is_boolean())
+    ork::throw_invalid(std::string(plugin) + ": config \"" + field + "\" must be a boolean");
   return cfg[field].get<bool>();
 }
 // A key prefix from config: "" or "a/b/" (a trailing '/' added); checked like a key.

@@ -118,8 +118,8 @@ void sigv4_sign_request(HttpRequest& req, const AwsCredentials& creds, std::stri
   in.amz_date = date;
   in.region = std::string(region);
   in.service = std::string(service);
-  static const char* skip[] = {"authorization", "user-agent", "connection", "expect", "transfer-encoding",
-                               "content-length"};
+  static const char* skip[] = {"authorization", "user-agent",        "connection",
+                               "expect",        "transfer-encoding", "content-length"};
   for (const auto& [k, v] : req.headers) {
     std::string lk = to_lower(k);
     if (std::find(std::begin(skip), std::end(skip), lk) == std::end(skip)) in.headers.emplace_back(k, v);

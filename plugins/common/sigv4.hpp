@@ -20,9 +20,9 @@ struct AwsCredentials {
 // Everything signed, as it goes on the wire.
 struct SigV4Input {
   std::string method;
-  std::string path = "/";  // the request path as sent (already percent-encoded)
-  std::string query;       // the query string as sent (without '?'), may be ""
-  Headers headers;         // every header to sign (host included); names in any case
+  std::string path = "/";    // the request path as sent (already percent-encoded)
+  std::string query;         // the query string as sent (without '?'), may be ""
+  Headers headers;           // every header to sign (host included); names in any case
   std::string payload_hash;  // hex SHA-256 of the body, or "UNSIGNED-PAYLOAD"
   std::string amz_date;      // 20150830T123600Z
   std::string region, service;

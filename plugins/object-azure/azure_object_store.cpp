@@ -33,9 +33,10 @@ class AzureObjectStore : public ork::ObjectStore {
 
   AzureObjectStore(const json& cfg, ork::HostServices host) : host_(host) {
     if (!cfg.is_object()) ork::throw_invalid("object-azure: config must be an object");
-    static const char* known[] = {"connection_string", "account", "account_key", "sas_token", "endpoint", "container",
-                                  "prefix", "block_threshold", "block_size", "create_container", "timeout_ms",
-                                  "max_attempts", "list_page_size", "api_version"};
+    static const char* known[] = {"connection_string", "account",          "account_key", "sas_token",
+                                  "endpoint",          "container",        "prefix",      "block_threshold",
+                                  "block_size",        "create_container", "timeout_ms",  "max_attempts",
+                                  "list_page_size",    "api_version"};
     for (const auto& [k, v] : cfg.items())
       if (std::find(std::begin(known), std::end(known), k) == std::end(known))
         ork::throw_invalid("object-azure: unknown config field \"" + k + "\"");
@@ -57,8 +58,9 @@ class AzureObjectStore : public ork::ObjectStore {
     if (acct_.blob_endpoint.empty())
       ork::throw_invalid("object-azure: config needs \"connection_string\", or \"account\" (or \"endpoint\")");
     if (acct_.key.empty() && acct_.sas.empty())
-      ork::throw_invalid("object-azure: config needs an account key or a SAS token (connection_string, "
-                         "\"account_key\" or \"sas_token\")");
+      ork::throw_invalid(
+          "object-azure: config needs an account key or a SAS token (connection_string, "
+          "\"account_key\" or \"sas_token\")");
     if (!acct_.key.empty()) {
       try {
         if (base64_decode(acct_.key).empty()) throw std::invalid_argument("empty");
@@ -198,7 +200,9 @@ class AzureObjectStore : public ork::ObjectStore {
     throw std::runtime_error(text);
   }
 
-  [[noreturn]] void conflict(const std::string& key) { ork::throw_conflict("object-azure: '" + key + "' already exists"); }
+  [[noreturn]] void conflict(const std::string& key) {
+    ork::throw_conflict("object-azure: '" + key + "' already exists");
+  }
 
   void upload(const std::string& key, const ObjectSource& src, const json& opts) {
     bool exclusive = opt_true(opts, "if_none_match");

@@ -33,9 +33,19 @@ class GcsObjectStore : public ork::ObjectStore {
 
   GcsObjectStore(const json& cfg, ork::HostServices host) : host_(host) {
     if (!cfg.is_object()) ork::throw_invalid("object-gcs: config must be an object");
-    static const char* known[] = {"bucket", "prefix", "endpoint", "credentials_file", "credentials_json", "anonymous",
-                                  "resumable_threshold", "chunk_size", "create_bucket", "project", "timeout_ms",
-                                  "max_attempts", "list_page_size"};
+    static const char* known[] = {"bucket",
+                                  "prefix",
+                                  "endpoint",
+                                  "credentials_file",
+                                  "credentials_json",
+                                  "anonymous",
+                                  "resumable_threshold",
+                                  "chunk_size",
+                                  "create_bucket",
+                                  "project",
+                                  "timeout_ms",
+                                  "max_attempts",
+                                  "list_page_size"};
     for (const auto& [k, v] : cfg.items())
       if (std::find(std::begin(known), std::end(known), k) == std::end(known))
         ork::throw_invalid("object-gcs: unknown config field \"" + k + "\"");
@@ -64,7 +74,8 @@ class GcsObjectStore : public ork::ObjectStore {
     go.credentials_file = cfg_string(cfg, kName, "credentials_file");
     go.credentials_json = cfg_string(cfg, kName, "credentials_json");
     bool given = !go.credentials_file.empty() || !go.credentials_json.empty();
-    bool anonymous = cfg_bool(cfg, kName, "anonymous", (emulator || !cfg_string(cfg, kName, "endpoint").empty()) && !given);
+    bool anonymous =
+        cfg_bool(cfg, kName, "anonymous", (emulator || !cfg_string(cfg, kName, "endpoint").empty()) && !given);
     if (anonymous) {
       go.use_metadata_server = false;
       go.env = nullptr;
@@ -89,8 +100,8 @@ class GcsObjectStore : public ork::ObjectStore {
       if (project.empty()) ork::throw_invalid("object-gcs: \"create_bucket\" needs \"project\"");
       ensure_bucket(project);
     }
-    host_.log(ORK_LOG_DEBUG, "object-gcs: bucket " + bucket_ + " at " + endpoint_ + " (credentials: " +
-                                 creds_->source() + ")");
+    host_.log(ORK_LOG_DEBUG,
+              "object-gcs: bucket " + bucket_ + " at " + endpoint_ + " (credentials: " + creds_->source() + ")");
   }
 
   std::optional<std::string> get(const std::string& key) override {
@@ -207,11 +218,13 @@ class GcsObjectStore : public ork::ObjectStore {
   void upload(const std::string& key, const ObjectSource& src, const json& opts) {
     bool exclusive = opt_true(opts, "if_none_match");
     std::string type = opt_string(opts, "content_type", "application/octet-stream");
-    std::string base = endpoint_ + "/upload/storage/v1/b/" + uri_encode(bucket_) + "/o?name=" + uri_encode(prefix_ + key);
+    std::string base =
+        endpoint_ + "/upload/storage/v1/b/" + uri_encode(bucket_) + "/o?name=" + uri_encode(prefix_ + key);
     if (exclusive) base += "&ifGenerationMatch=0";
     std::string scratch;
     if (static_cast<int64_t>(src.size()) <= threshold_) {
-      HttpResponse r = call("POST", base + "&uploadType=media", src.read(0, src.size(), scratch), {{"Content-Type", type}});
+      HttpResponse r =
+          call("POST", base + "&uploadType=media", src.read(0, src.size(), scratch), {{"Content-Type", type}});
       if (r.ok()) return;
       if (r.status == 412) ork::throw_conflict("object-gcs: '" + key + "' already exists");
       fail(r, "put " + key);
@@ -230,8 +243,8 @@ class GcsObjectStore : public ork::ObjectStore {
     for (;;) {
       std::string_view chunk = src.read(off, static_cast<size_t>(chunk_), scratch);
       std::string range = chunk.empty() ? "bytes */" + std::to_string(total)
-                                        : "bytes " + std::to_string(off) + "-" + std::to_string(off + chunk.size() - 1) +
-                                              "/" + std::to_string(total);
+                                        : "bytes " + std::to_string(off) + "-" +
+                                              std::to_string(off + chunk.size() - 1) + "/" + std::to_string(total);
       HttpResponse r = call("PUT", session, chunk, {{"Content-Range", range}});
       if (r.ok()) return;
       if (r.status == 412) ork::throw_conflict("object-gcs: '" + key + "' already exists");

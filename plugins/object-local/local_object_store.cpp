@@ -170,8 +170,8 @@ class LocalObjectStore : public ork::ObjectStore {
     if (!fd) return false;
     fs::path target(path);
     fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
-    std::string tmp = (dir / (std::string(kTempPrefix) + temp_tag_ + "-" + std::to_string(counter_.fetch_add(1))))
-                          .string();
+    std::string tmp =
+        (dir / (std::string(kTempPrefix) + temp_tag_ + "-" + std::to_string(counter_.fetch_add(1)))).string();
     UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     if (!out) ork::throw_invalid("object-local: get_file: cannot create " + tmp + ": " + std::strerror(errno));
     TempFileGuard guard(AT_FDCWD, tmp);

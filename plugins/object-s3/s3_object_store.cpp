@@ -33,9 +33,22 @@ class S3ObjectStore : public ork::ObjectStore {
 
   S3ObjectStore(const json& cfg, ork::HostServices host) : host_(host) {
     if (!cfg.is_object()) ork::throw_invalid("object-s3: config must be an object");
-    static const char* known[] = {"bucket", "prefix", "region", "endpoint", "addressing", "access_key_id",
-                                  "secret_access_key", "session_token", "profile", "multipart_threshold", "part_size",
-                                  "create_bucket", "timeout_ms", "max_attempts", "connect_to", "list_page_size"};
+    static const char* known[] = {"bucket",
+                                  "prefix",
+                                  "region",
+                                  "endpoint",
+                                  "addressing",
+                                  "access_key_id",
+                                  "secret_access_key",
+                                  "session_token",
+                                  "profile",
+                                  "multipart_threshold",
+                                  "part_size",
+                                  "create_bucket",
+                                  "timeout_ms",
+                                  "max_attempts",
+                                  "connect_to",
+                                  "list_page_size"};
     for (const auto& [k, v] : cfg.items())
       if (std::find(std::begin(known), std::end(known), k) == std::end(known))
         ork::throw_invalid("object-s3: unknown config field \"" + k + "\"");
@@ -167,7 +180,8 @@ class S3ObjectStore : public ork::ObjectStore {
       ork::throw_invalid(std::string("object-s3: ") + e.what());
     }
     try {
-      return http_->send(req, [&](HttpRequest& r) { sigv4_sign_request(r, c, region_, "s3", now_epoch_ms(), true, hash); });
+      return http_->send(req,
+                         [&](HttpRequest& r) { sigv4_sign_request(r, c, region_, "s3", now_epoch_ms(), true, hash); });
     } catch (const HttpError& e) {
       ork::throw_unavailable(std::string("object-s3: ") + e.what());
     }
@@ -254,7 +268,8 @@ class S3ObjectStore : public ork::ObjectStore {
     if (region_ != "us-east-1")
       body = "<CreateBucketConfiguration><LocationConstraint>" + region_ +
              "</LocationConstraint></CreateBucketConfiguration>";
-    HttpResponse r = call("PUT", bucket_url(), body, body.empty() ? Headers{} : Headers{{"Content-Type", "application/xml"}});
+    HttpResponse r =
+        call("PUT", bucket_url(), body, body.empty() ? Headers{} : Headers{{"Content-Type", "application/xml"}});
     if (r.ok() || xml_first(r.body, "Code") == "BucketAlreadyOwnedByYou") return;
     fail(r, "create bucket " + bucket_);
   }

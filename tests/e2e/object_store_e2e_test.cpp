@@ -36,13 +36,14 @@ TEST(ObjectStoreE2E, QuickstartRunsWithThisObjectStore) {
   // Every run gets its own prefix, so a shared emulator never mixes runs of several test invocations.
   if (lib != "ork-object-local") cfg["prefix"] = "e2e-" + ork::new_uuid();
   std::string plugins = dir / "plugins.yaml";
-  write_file(plugins, "plugins:\n"
-                      "  - {kind: state, name: sqlite, library: ork-state-sqlite, config: {path: \"" +
-                          dir / "state.db" + "\"}}\n" + "  - {kind: object, name: store, library: " + lib +
-                          ", config: " + cfg.dump() + "}\n" +
-                          "  - {kind: executor, name: local, library: ork-exec-subprocess, default: true}\n");
-  auto r = run("ORK_HOME=" + dir / "home" + " " + std::string(ORK_SOURCE_DIR) + "/examples/quickstart/run.sh " +
-                   kHost + " --plugins " + plugins + " 2>&1",
+  write_file(plugins,
+             "plugins:\n"
+             "  - {kind: state, name: sqlite, library: ork-state-sqlite, config: {path: \"" +
+                 dir / "state.db" + "\"}}\n" + "  - {kind: object, name: store, library: " + lib +
+                 ", config: " + cfg.dump() + "}\n" +
+                 "  - {kind: executor, name: local, library: ork-exec-subprocess, default: true}\n");
+  auto r = run("ORK_HOME=" + dir / "home" + " " + std::string(ORK_SOURCE_DIR) + "/examples/quickstart/run.sh " + kHost +
+                   " --plugins " + plugins + " 2>&1",
                std::chrono::seconds(240));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("summarize success"), std::string::npos) << r.output;

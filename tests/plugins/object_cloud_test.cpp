@@ -82,8 +82,8 @@ class ScopedEnv {
 // ---- S3 (moto)
 
 json s3_cfg(const std::string& bucket) {
-  return {{"bucket", bucket},          {"endpoint", emulator_file("endpoint")}, {"region", "us-east-1"},
-          {"access_key_id", "test"},   {"secret_access_key", "test"},           {"create_bucket", true}};
+  return {{"bucket", bucket},        {"endpoint", emulator_file("endpoint")}, {"region", "us-east-1"},
+          {"access_key_id", "test"}, {"secret_access_key", "test"},           {"create_bucket", true}};
 }
 
 TEST(S3, VirtualHostAddressingSeesThePathStyleObjects) {
@@ -143,8 +143,7 @@ TEST(S3, ErrorsAreMappedAndSecretsStayOut) {
             std::string::npos);
   EXPECT_NE(load_error("ork-object-s3", {{"bucket", "abc"}, {"addressing", "dns"}}).find("addressing"),
             std::string::npos);
-  EXPECT_NE(load_error("ork-object-s3", {{"bucket", "abc"}, {"part_size", 1024}}).find("part_size"),
-            std::string::npos);
+  EXPECT_NE(load_error("ork-object-s3", {{"bucket", "abc"}, {"part_size", 1024}}).find("part_size"), std::string::npos);
 }
 
 // ---- Azure (azurite)
@@ -154,15 +153,17 @@ std::string azurite_blob_endpoint() {
 }
 
 TEST(Azure, ConnectionStringAndSasTokens) {
-  std::string cs = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" +
-                   std::string(ork::common::kAzuriteKey) + ";BlobEndpoint=" + azurite_blob_endpoint() + ";";
-  auto keyed = open("ork-object-azure", {{"connection_string", cs}, {"container", "ork-sas"}, {"create_container", true}});
+  std::string cs =
+      "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + std::string(ork::common::kAzuriteKey) +
+      ";BlobEndpoint=" + azurite_blob_endpoint() + ";";
+  auto keyed =
+      open("ork-object-azure", {{"connection_string", cs}, {"container", "ork-sas"}, {"create_container", true}});
   std::string k = ns() + "via key.txt";
   keyed->put(k, "signed with SharedKey");
 
   int64_t in_an_hour = ork::common::now_epoch_ms() + 3600 * 1000;
-  std::string full = ork::common::azure_account_sas("devstoreaccount1", ork::common::kAzuriteKey, "b", "sco", "racwdl",
-                                                    in_an_hour);
+  std::string full =
+      ork::common::azure_account_sas("devstoreaccount1", ork::common::kAzuriteKey, "b", "sco", "racwdl", in_an_hour);
   auto sas = open("ork-object-azure",
                   {{"connection_string", "BlobEndpoint=" + azurite_blob_endpoint() + ";SharedAccessSignature=" + full},
                    {"container", "ork-sas"}});
@@ -172,8 +173,8 @@ TEST(Azure, ConnectionStringAndSasTokens) {
   EXPECT_EQ(sas->list(k).size(), 2u);
   sas->del(k + ".sas");
 
-  std::string read_only = ork::common::azure_account_sas("devstoreaccount1", ork::common::kAzuriteKey, "b", "sco",
-                                                         "rl", in_an_hour);
+  std::string read_only =
+      ork::common::azure_account_sas("devstoreaccount1", ork::common::kAzuriteKey, "b", "sco", "rl", in_an_hour);
   auto ro = open("ork-object-azure",
                  {{"endpoint", azurite_blob_endpoint()}, {"sas_token", "?" + read_only}, {"container", "ork-sas"}});
   EXPECT_EQ(ro->get(k).value_or(""), "signed with SharedKey");
@@ -181,8 +182,10 @@ TEST(Azure, ConnectionStringAndSasTokens) {
   EXPECT_EQ(keyed->get(k).value_or(""), "signed with SharedKey");
 
   std::string wrong_key = ork::common::base64_encode(std::string(64, 'k'));
-  auto wrong = open("ork-object-azure", {{"account", "devstoreaccount1"}, {"account_key", wrong_key},
-                                         {"endpoint", azurite_blob_endpoint()}, {"container", "ork-sas"}});
+  auto wrong = open("ork-object-azure", {{"account", "devstoreaccount1"},
+                                         {"account_key", wrong_key},
+                                         {"endpoint", azurite_blob_endpoint()},
+                                         {"container", "ork-sas"}});
   std::string msg;
   EXPECT_EQ(code_of([&] { (void)wrong->get(k); }, &msg), ORK_ERR_INVALID);
   EXPECT_EQ(msg.find(wrong_key), std::string::npos);
@@ -213,7 +216,9 @@ TEST(Azure, SmallBlocksAndConditionalBlockList) {
 // ---- GCS (tests/fakes/gcs_fake.py)
 
 json gcs_cfg() {
-  return {{"bucket", "ork-gcs-test"}, {"endpoint", emulator_file("endpoint")}, {"create_bucket", true},
+  return {{"bucket", "ork-gcs-test"},
+          {"endpoint", emulator_file("endpoint")},
+          {"create_bucket", true},
           {"project", "ork-test"}};
 }
 

@@ -319,8 +319,7 @@ TEST_P(ObjectConformance, LargeObjectThroughMemory) {
   EXPECT_EQ(v->size(), data.size());
   EXPECT_TRUE(*v == data);
   // Conditional create also holds on the multi-request path.
-  EXPECT_EQ(code_of([&] { s().put(k("large/mem.bin"), data.substr(1), {{"if_none_match", true}}); }),
-            ORK_ERR_CONFLICT);
+  EXPECT_EQ(code_of([&] { s().put(k("large/mem.bin"), data.substr(1), {{"if_none_match", true}}); }), ORK_ERR_CONFLICT);
   EXPECT_EQ(s().get(k("large/mem.bin")).value_or("").size(), data.size());
 }
 
@@ -367,8 +366,12 @@ TEST_P(ObjectConformance, HundredMegabyteObjectStreamsInBoundedMemory) {
 }
 
 TEST_P(ObjectConformance, UnicodeAndSpaceKeys) {
-  std::vector<std::string> rel = {"dir with space/file name.txt", "unicode/файл-ü-日本語.json", "emoji/🎉 party",
-                                  "punct/a+b=c&d;e,f@g$h!'(x)*", "punct/100% sure", "punct/tilde~under_dot.dash-"};
+  std::vector<std::string> rel = {"dir with space/file name.txt",
+                                  "unicode/файл-ü-日本語.json",
+                                  "emoji/🎉 party",
+                                  "punct/a+b=c&d;e,f@g$h!'(x)*",
+                                  "punct/100% sure",
+                                  "punct/tilde~under_dot.dash-"};
   for (size_t i = 0; i < rel.size(); ++i) s().put(k(rel[i]), "v" + std::to_string(i));
   for (size_t i = 0; i < rel.size(); ++i) EXPECT_EQ(s().get(k(rel[i])).value_or("<none>"), "v" + std::to_string(i));
   std::vector<std::string> want;
@@ -385,8 +388,8 @@ TEST_P(ObjectConformance, ListByPrefixIsSortedAndPlain) {
   for (const char* r : {"runs/r1/t1/spec.json", "runs/r1/t1/status.json", "runs/r1/t2/spec.json", "runs/r10/x",
                         "runs/r2/y", "other/z", "runs-file"})
     s().put(k(r), r);
-  EXPECT_EQ(s().list(k("runs/r1/")),
-            (std::vector<std::string>{k("runs/r1/t1/spec.json"), k("runs/r1/t1/status.json"), k("runs/r1/t2/spec.json")}));
+  EXPECT_EQ(s().list(k("runs/r1/")), (std::vector<std::string>{k("runs/r1/t1/spec.json"), k("runs/r1/t1/status.json"),
+                                                               k("runs/r1/t2/spec.json")}));
   EXPECT_EQ(s().list(k("runs/r1")), (std::vector<std::string>{k("runs/r1/t1/spec.json"), k("runs/r1/t1/status.json"),
                                                               k("runs/r1/t2/spec.json"), k("runs/r10/x")}));
   EXPECT_EQ(s().list(k("runs")).size(), 6u);
@@ -428,7 +431,8 @@ TEST_P(ObjectConformance, ConcurrentWritersToDistinctKeysAndOneKey) {
     sync.arrive_and_wait();
     for (size_t i = 0; i < per; ++i) {
       try {
-        std::string body = "writer " + std::to_string(t) + " #" + std::to_string(i) + std::string(1000 + t, static_cast<char>('a' + t));
+        std::string body = "writer " + std::to_string(t) + " #" + std::to_string(i) +
+                           std::string(1000 + t, static_cast<char>('a' + t));
         s().put(k("distinct/" + std::to_string(t) + "/" + std::to_string(i)), body);
         s().put(k("shared"), body);
       } catch (const std::exception& e) {
@@ -444,7 +448,8 @@ TEST_P(ObjectConformance, ConcurrentWritersToDistinctKeysAndOneKey) {
   bool whole = false;
   for (size_t t = 0; t < threads; ++t)
     for (size_t i = 0; i < per; ++i)
-      whole |= *v == "writer " + std::to_string(t) + " #" + std::to_string(i) + std::string(1000 + t, static_cast<char>('a' + t));
+      whole |= *v == "writer " + std::to_string(t) + " #" + std::to_string(i) +
+                         std::string(1000 + t, static_cast<char>('a' + t));
   EXPECT_TRUE(whole) << "the shared key holds a mix of writes: " << v->substr(0, 40);
 }
 

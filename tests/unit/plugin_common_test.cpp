@@ -145,7 +145,8 @@ TEST(WebUtil, EncodingUrlsDatesXml) {
   EXPECT_EQ(iso8601_seconds(ms), "2015-08-30T12:36:00Z");
   EXPECT_EQ(parse_iso8601("2015-08-30T12:36:00.250Z"), ms + 250);
   EXPECT_EQ(parse_iso8601("yesterday"), -1);
-  std::string xml = "<R><Key>a&amp;b &lt;c&gt; &#233;&#x4E2D;</Key><Key/><Key>x</Key><IsTruncated>true</IsTruncated></R>";
+  std::string xml =
+      "<R><Key>a&amp;b &lt;c&gt; &#233;&#x4E2D;</Key><Key/><Key>x</Key><IsTruncated>true</IsTruncated></R>";
   EXPECT_EQ(xml_all(xml, "Key"), (std::vector<std::string>{"a&b <c> é中", "", "x"}));
   EXPECT_EQ(xml_first(xml, "IsTruncated"), "true");
   EXPECT_EQ(xml_first(xml, "Missing"), "");
@@ -163,8 +164,10 @@ TEST(AwsCredentialsChain, ExplicitThenEnvironment) {
   EXPECT_EQ(AwsCredentialsProvider(o).get().access_key_id, "cfg-id");
   o.access_key_id.clear();
   o.secret_access_key.clear();
-  o.env = env_of({{"AWS_ACCESS_KEY_ID", "env-id"}, {"AWS_SECRET_ACCESS_KEY", "env-secret"},
-                  {"AWS_SESSION_TOKEN", "env-token"}, {"AWS_REGION", "eu-west-3"}});
+  o.env = env_of({{"AWS_ACCESS_KEY_ID", "env-id"},
+                  {"AWS_SECRET_ACCESS_KEY", "env-secret"},
+                  {"AWS_SESSION_TOKEN", "env-token"},
+                  {"AWS_REGION", "eu-west-3"}});
   AwsCredentialsProvider p(o);
   auto c = p.get();
   EXPECT_EQ(c.access_key_id, "env-id");
@@ -183,8 +186,9 @@ TEST(AwsCredentialsChain, ProfilesFromSharedFiles) {
                 "[default]\naws_access_key_id = def-id\naws_secret_access_key = def-secret\n\n"
                 "# comment\n[work]\naws_access_key_id=work-id\naws_secret_access_key=work-secret\n"
                 "aws_session_token=work-token\n");
-  t::write_file(d / ".aws/config", "[default]\nregion = us-west-2\n[profile work]\nregion=ap-south-1\n"
-                                   "[profile cfgonly]\naws_access_key_id=c-id\naws_secret_access_key=c-secret\n");
+  t::write_file(d / ".aws/config",
+                "[default]\nregion = us-west-2\n[profile work]\nregion=ap-south-1\n"
+                "[profile cfgonly]\naws_access_key_id=c-id\naws_secret_access_key=c-secret\n");
   AwsCredentialsOptions o;
   o.env = env_of({{"HOME", d.str()}, {"AWS_EC2_METADATA_DISABLED", "true"}});
   AwsCredentialsProvider def(o);
@@ -211,8 +215,8 @@ TEST(AwsCredentialsChain, ProfilesFromSharedFiles) {
 class MetadataFake {
  public:
   explicit MetadataFake(const std::string& token = "") {
-    std::string py = std::string(std::getenv("HOME") ? std::getenv("HOME") : "/root") +
-                     "/.pyenv/versions/3.11.7/bin/python3";
+    std::string py =
+        std::string(std::getenv("HOME") ? std::getenv("HOME") : "/root") + "/.pyenv/versions/3.11.7/bin/python3";
     if (!t::fs::exists(py)) py = "python3";
     std::string cmd = py + " " + std::string(ORK_SOURCE_DIR) + "/tests/fakes/aws_metadata.py --port-file " +
                       (dir_ / "port") + (token.empty() ? "" : " --token " + token);
@@ -242,7 +246,8 @@ TEST(AwsCredentialsChain, ContainerEndpointWithAuthorizationToken) {
   EXPECT_EQ(c.session_token, "container-TOKEN");
   EXPECT_EQ(c.source, "container");
   EXPECT_EQ(c.expires_ms, parse_iso8601("2099-01-01T00:00:00Z"));
-  o.env = env_of({{"HOME", d.str()}, {"AWS_CONTAINER_CREDENTIALS_FULL_URI", fake.base() + "/creds"},
+  o.env = env_of({{"HOME", d.str()},
+                  {"AWS_CONTAINER_CREDENTIALS_FULL_URI", fake.base() + "/creds"},
                   {"AWS_CONTAINER_AUTHORIZATION_TOKEN", "wrong"}});
   EXPECT_THROW(AwsCredentialsProvider(o).get(), std::runtime_error);
 }
@@ -283,7 +288,8 @@ TEST(Azure, ConnectionStrings) {
       "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=" + std::string(kAzuriteKey) +
       ";BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;");
   EXPECT_EQ(azurite.blob_endpoint, "http://127.0.0.1:10000/devstoreaccount1");
-  auto sas = parse_azure_connection_string("BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=?sv=1&sig=x");
+  auto sas = parse_azure_connection_string(
+      "BlobEndpoint=https://acct.blob.core.windows.net/;SharedAccessSignature=?sv=1&sig=x");
   EXPECT_EQ(sas.account, "acct");
   EXPECT_EQ(sas.sas, "sv=1&sig=x");
   EXPECT_EQ(sas.blob_endpoint, "https://acct.blob.core.windows.net");
@@ -313,8 +319,8 @@ TEST(Azure, SharedKeyStringToSign) {
             "x-ms-blob-type:BlockBlob\nx-ms-date:Sun, 30 Aug 2015 12:36:00 GMT\nx-ms-version:2021-08-06\n"
             "/devstoreaccount1/devstoreaccount1/c/a%20b\nblockid:QQ==\ncomp:block");
   azure_sign_shared_key(req, "devstoreaccount1", kAzuriteKey, parse_iso8601("2015-08-30T12:36:00Z"));
-  std::string expect = base64_encode(hmac_sha256(base64_decode(kAzuriteKey),
-                                                 azure_shared_key_string_to_sign(req, "devstoreaccount1")));
+  std::string expect =
+      base64_encode(hmac_sha256(base64_decode(kAzuriteKey), azure_shared_key_string_to_sign(req, "devstoreaccount1")));
   EXPECT_EQ(req.header("authorization"), "SharedKey devstoreaccount1:" + expect);
   std::string sas = azure_account_sas("acct", "QUJD", "b", "sco", "rl", parse_iso8601("2030-01-01T00:00:00Z"));
   EXPECT_NE(sas.find("sv=2019-12-12&ss=b&srt=sco&sp=rl&se=2030-01-01T00%3A00%3A00Z&spr=https%2Chttp&sig="),
@@ -354,7 +360,8 @@ bool rs256_verify(const std::string& public_pem, const std::string& input, const
 
 TEST(GoogleAuth, Rs256JwtVerifiesWithThePublicKey) {
   RsaKey key = make_rsa_key();
-  std::string jwt = make_jwt_rs256(R"({"alg":"RS256","typ":"JWT"})", R"({"iss":"sa@p.iam","aud":"x"})", key.private_pem);
+  std::string jwt =
+      make_jwt_rs256(R"({"alg":"RS256","typ":"JWT"})", R"({"iss":"sa@p.iam","aud":"x"})", key.private_pem);
   size_t d1 = jwt.find('.'), d2 = jwt.rfind('.');
   ASSERT_NE(d1, d2);
   EXPECT_EQ(base64_decode(jwt.substr(0, d1)), R"({"alg":"RS256","typ":"JWT"})");
@@ -376,7 +383,8 @@ TEST(GoogleAuth, KeyFilesAreCheckedAtConstruction) {
   EXPECT_THROW(GoogleCredentials{o}, std::runtime_error);
   o.credentials_json = R"({"type": "external_account"})";
   EXPECT_THROW(GoogleCredentials{o}, std::runtime_error);
-  o.credentials_json = R"({"type": "service_account", "client_email": "sa@p.iam", "private_key": "k", "project_id": "p1"})";
+  o.credentials_json =
+      R"({"type": "service_account", "client_email": "sa@p.iam", "private_key": "k", "project_id": "p1"})";
   GoogleCredentials g(o);
   EXPECT_EQ(g.source(), "service_account sa@p.iam");
   EXPECT_EQ(g.project_id(), "p1");
