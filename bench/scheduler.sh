@@ -46,7 +46,7 @@ w4_tps=$(echo "scale=1; $items / $w4_s" | bc -l)
 w4_rss_mb=$(echo "scale=1; $w4_rss_kb / 1024" | bc -l)
 
 # W5: idle serve.
-ORK_HOME="$(mktemp -d "$work/home.XXXXXX")" "$host" serve > "$work/idle.log" 2>&1 &
+ORK_HOME="$(mktemp -d "$work/home.XXXXXX")" ORK_API_PORT=0 "$host" serve > "$work/idle.log" 2>&1 &
 pid=$!
 sleep 2
 switches() { cat /proc/$pid/task/*/status | awk '/ctxt_switches/ {s += $2} END {print s}'; }

@@ -3,10 +3,14 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "server.hpp"
+
+extern char** environ;
 
 namespace {
 
@@ -48,6 +52,26 @@ int run_attempt(const std::string& spec_key, SignalWatch& signals) {
   if (ref.is_discarded() || !ref.is_object() || !ref.contains("library") || !ref["library"].is_string())
     return usage_error("ORK_OBJECT_STORE must be JSON {\"library\": \"...\", \"config\": {...}}");
 
+  // The host's own secret variables (ORK_SECRET_*) may reach us through an executor that passes its environment on:
+  // a task sees only the secrets its definition names.
+  const char* prefix_env = std::getenv("ORK_SECRET_ENV_PREFIX");
+  const std::string prefix = prefix_env ? prefix_env : "ORK_SECRET_";
+  std::vector<std::string> hidden;
+  for (char** e = environ; !prefix.empty() && *e; ++e)
+    if (std::strncmp(*e, prefix.c_str(), prefix.size()) == 0)
+      if (const char* eq = std::strchr(*e, '=')) hidden.emplace_back(*e, static_cast<size_t>(eq - *e));
+  for (const auto& name : hidden) ::unsetenv(name.c_str());
+  ::unsetenv("ORK_SECRET_ENV_PREFIX");
+
+  // Secret values (from the host, never in spec.json): read once and removed from the environment, so neither the
+  // task nor a plugin inherits the bundle as such.
+  ork::json secrets;
+  if (const char* s = std::getenv("ORK_TASK_SECRETS"); s && *s) {
+    secrets = ork::json::parse(s, nullptr, false);
+    ::unsetenv("ORK_TASK_SECRETS");
+    if (secrets.is_discarded() || !secrets.is_object()) return usage_error("ORK_TASK_SECRETS must be a JSON object");
+  }
+
   std::unique_ptr<ork::ObjectProxy> store;
   ork::json spec;
   try {
@@ -70,7 +94,7 @@ int run_attempt(const std::string& spec_key, SignalWatch& signals) {
     return kExitUsage;
   }
   try {
-    return Worker(*store, std::move(spec), spec_key, signals, heartbeat_interval()).run();
+    return Worker(*store, std::move(spec), spec_key, signals, heartbeat_interval(), std::move(secrets)).run();
   } catch (const std::exception& e) {
     std::cerr << "ork-worker: " << e.what() << std::endl;
     return kExitFailed;

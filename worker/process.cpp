@@ -112,13 +112,38 @@ void Fd::reset(int fd) {
   fd_ = fd;
 }
 
+void TaskLog::mask(const Masker& m) {
+  std::lock_guard lock(mu_);
+  if (!m.empty()) masking_.emplace(m);
+}
+
+void TaskLog::store(std::string_view data) {
+  total_ += data.size();
+  if (data_.size() < cap_) data_.append(data.substr(0, cap_ - data_.size()));
+}
+
 void TaskLog::append(std::string_view data) {
+  std::string masked;
   {
     std::lock_guard lock(mu_);
-    total_ += data.size();
-    if (data_.size() < cap_) data_.append(data.substr(0, cap_ - data_.size()));
+    if (masking_) {
+      masked = masking_->feed(data);
+      data = masked;
+    }
+    store(data);
   }
   if (tee_) write_all(STDERR_FILENO, data);
+}
+
+void TaskLog::flush() {
+  std::string rest;
+  {
+    std::lock_guard lock(mu_);
+    if (!masking_) return;
+    rest = masking_->finish();
+    store(rest);
+  }
+  if (tee_) write_all(STDERR_FILENO, rest);
 }
 
 void TaskLog::note(std::string_view line) {

@@ -13,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/secrets.hpp"
+
 namespace ork::worker {
 
 // Owns one file descriptor.
@@ -35,22 +37,27 @@ class Fd {
 };
 
 // The task log: runtime output interleaved with worker notes, tee'd to our stderr (unless `tee` is false), capped at
-// `cap` bytes (the rest is dropped and counted). Thread-safe: the heartbeat thread uploads snapshots while the runtime
-// writes.
+// `cap` bytes (the rest is dropped and counted), with secret values masked as "***". Thread-safe: the heartbeat thread
+// uploads snapshots while the runtime writes.
 class TaskLog {
  public:
   explicit TaskLog(size_t cap = size_t{10} << 20, bool tee = true) : cap_(cap), tee_(tee) {}
+  void mask(const Masker& m);  // from now on; text that may start a secret is held back until flush()
   void append(std::string_view data);
   void note(std::string_view line);  // "[ork-worker] line\n"
+  void flush();                      // writes out text held back by masking
   std::string text() const;          // the log, plus a truncation note if bytes were dropped
   size_t total() const;              // bytes ever appended: unchanged means nothing new to upload
 
  private:
+  void store(std::string_view data);  // with mu_ held
+
   mutable std::mutex mu_;
   std::string data_;
   size_t cap_;
   bool tee_;
   size_t total_ = 0;
+  std::optional<MaskStream> masking_;
 };
 
 // Blocks SIGTERM, SIGINT and SIGCHLD in the calling thread and reads them from a signalfd. Construct it first in

@@ -1,6 +1,10 @@
 #include "worker.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "core/util.hpp"
@@ -32,6 +36,56 @@ void with_retries(F&& f) {
   }
 }
 
+// Every secret value in an ORK_TASK_SECRETS payload.
+std::vector<std::string> secret_values(const json& secrets) {
+  std::vector<std::string> out;
+  if (!secrets.is_object()) return out;
+  if (auto e = secrets.find("env"); e != secrets.end() && e->is_object())
+    for (const auto& [k, v] : e->items())
+      if (v.is_string()) out.push_back(v.get<std::string>());
+  if (auto f = secrets.find("files"); f != secrets.end() && f->is_array())
+    for (const auto& x : *f)
+      if (x.is_object() && x.contains("value") && x["value"].is_string()) out.push_back(x["value"].get<std::string>());
+  return out;
+}
+
+// `secrets:` file mounts: each value written (mode 0600) to its path for the attempt, removed afterwards. Relative
+// paths land in a private directory, exported as ORK_SECRETS_DIR.
+class SecretFiles {
+ public:
+  SecretFiles(const json& files, json& env) {
+    if (!files.is_array() || files.empty()) return;
+    const char* t = std::getenv("TMPDIR");
+    std::string tmpl = std::string(t && *t ? t : "/tmp") + "/ork-secrets-XXXXXX";
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a directory for secret files");
+    dir_ = tmpl;
+    env["ORK_SECRETS_DIR"] = dir_.string();
+    for (const auto& f : files) {
+      std::filesystem::path p = f.value("path", std::string());
+      if (p.empty()) throw std::runtime_error("secret file '" + f.value("name", std::string()) + "' has no path");
+      if (p.is_relative()) p = dir_ / p;
+      std::filesystem::create_directories(p.parent_path());
+      const mode_t old = ::umask(077);
+      std::ofstream out(p, std::ios::binary | std::ios::trunc);
+      ::umask(old);
+      out << f.value("value", std::string());
+      if (!out.flush()) throw std::runtime_error("cannot write secret file " + p.string());
+      written_.push_back(p);
+    }
+  }
+  ~SecretFiles() {
+    std::error_code ec;
+    for (const auto& p : written_) std::filesystem::remove(p, ec);
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  }
+  SecretFiles(const SecretFiles&) = delete;
+  SecretFiles& operator=(const SecretFiles&) = delete;
+
+ private:
+  std::filesystem::path dir_;
+  std::vector<std::filesystem::path> written_;
+};
+
 }  // namespace
 
 Heartbeat::Heartbeat(std::chrono::milliseconds first, std::chrono::milliseconds every, std::function<void()> beat)
@@ -46,8 +100,14 @@ Heartbeat::Heartbeat(std::chrono::milliseconds first, std::chrono::milliseconds 
       }) {}
 
 Worker::Worker(const ObjectProxy& store, json spec, const std::string& spec_key, SignalWatch& signals,
-               std::chrono::milliseconds heartbeat_every)
-    : store_(store), spec_(std::move(spec)), signals_(signals), heartbeat_every_(heartbeat_every) {
+               std::chrono::milliseconds heartbeat_every, json secrets)
+    : store_(store),
+      spec_(std::move(spec)),
+      secrets_(std::move(secrets)),
+      masker_(secret_values(secrets_)),
+      signals_(signals),
+      heartbeat_every_(heartbeat_every) {
+  log_.mask(masker_);
   if (auto it = spec_.find("attempt"); it != spec_.end() && it->is_number_integer()) attempt_ = it->get<int>();
   auto slash = spec_key.rfind('/');
   std::string dir = slash == std::string::npos ? "" : spec_key.substr(0, slash + 1);
@@ -67,7 +127,7 @@ void Worker::put_status(const std::string& status, const json& error) {
             {"heartbeat", now},
             {"started_at", started_at_},
             {"finished_at", done ? json(now) : json()},
-            {"error", error}};
+            {"error", masker_.mask(error)}};
   std::lock_guard lock(store_mu_);
   store_.put(status_key_, dump(s), {{"content_type", "application/json"}});
 }
@@ -89,6 +149,24 @@ void Worker::beat() {
   }
 }
 
+// Secret env values join spec.env in memory only; secret files exist while the runtime runs.
+TaskOutcome Worker::run_with_secrets() {
+  json saved_env = spec_.value("env", json::object());
+  try {
+    json& env = spec_["env"];
+    if (!env.is_object()) env = json::object();
+    if (secrets_.is_object() && secrets_.contains("env") && secrets_["env"].is_object())
+      for (const auto& [k, v] : secrets_["env"].items()) env[k] = v;
+    SecretFiles files(secrets_.is_object() ? secrets_.value("files", json::array()) : json::array(), env);
+    TaskOutcome out = run_runtime(spec_, log_, signals_);
+    spec_["env"] = std::move(saved_env);
+    return out;
+  } catch (const std::exception& e) {
+    spec_["env"] = std::move(saved_env);
+    return failure("secret_error", std::string("cannot provide the task's secrets: ") + e.what());
+  }
+}
+
 int Worker::run() {
   started_at_ = now_str();
   std::string executor = str(spec_, "executor");
@@ -100,14 +178,17 @@ int Worker::run() {
   {
     Heartbeat heartbeat(std::min(heartbeat_every_, std::chrono::milliseconds(500)), heartbeat_every_,
                         [this] { beat(); });
-    out = run_runtime(spec_, log_, signals_);
+    out = run_with_secrets();
   }
+  out.output = masker_.mask(out.output);
+  out.error = masker_.mask(out.error);
   for (const auto& m : out.metrics) log_.note("metric " + dump(m));
   if (out.ok)
     log_.note("task succeeded");
   else
     log_.note("task failed: " + out.error.value("type", std::string()) + ": " +
               out.error.value("message", std::string()));
+  log_.flush();
 
   try {
     upload_log(true);

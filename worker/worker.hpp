@@ -33,9 +33,11 @@ class Heartbeat {
 
 class Worker {
  public:
-  // `spec` as read from spec.json; missing output/status/log keys are derived from `spec_key`'s folder.
+  // `spec` as read from spec.json; missing output/status/log keys are derived from `spec_key`'s folder. `secrets` is
+  // ORK_TASK_SECRETS ({"env": {NAME: value}, "files": [{name, path, value}]}, or null): given to the task, masked in
+  // everything the worker writes.
   Worker(const ObjectProxy& store, json spec, const std::string& spec_key, SignalWatch& signals,
-         std::chrono::milliseconds heartbeat_every);
+         std::chrono::milliseconds heartbeat_every, json secrets = nullptr);
   // Runs the attempt; returns the process exit code (0 success, 1 failed, 143 cancelled).
   int run();
 
@@ -44,8 +46,12 @@ class Worker {
   void beat();
   void upload_log(bool force);
 
+  TaskOutcome run_with_secrets();
+
   const ObjectProxy& store_;
   json spec_;
+  json secrets_;
+  Masker masker_;
   SignalWatch& signals_;
   std::chrono::milliseconds heartbeat_every_;
   std::string status_key_, output_key_, log_key_, started_at_;

@@ -1,4 +1,5 @@
-// ork-host: loads plugins.yaml, runs workflows (`run`), serves the engine (`serve`), lists plugins, validates YAML.
+// ork-host: loads plugins.yaml, runs workflows (`run`), serves the engine and the REST API (`serve`), manages API keys,
+// lists plugins, validates YAML.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -15,6 +16,10 @@
 #include <iostream>
 #include <sstream>
 
+#include "api/api.hpp"
+#include "api/api_keys.hpp"
+#include "core/secrets.hpp"
+#include "core/types.hpp"
 #include "core/util.hpp"
 #include "loader/plugin_loader.hpp"
 #include "scheduler/cron.hpp"
@@ -43,14 +48,6 @@ ork::PluginsConfig plugins_config(const Options& o) {
   if (fs::exists(home + "/plugins.yaml")) return ork::load_plugins_config(home + "/plugins.yaml");
   fs::create_directories(home);
   return ork::default_plugins_config(home);
-}
-
-std::string fnv1a_hex(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
 }
 
 std::vector<std::string> worker_command() {
@@ -120,13 +117,14 @@ struct Host {
 
 std::string deploy_file(ork::Engine& eng, const std::string& path) {
   ork::WorkflowDefinition wf = ork::load_workflow_file(path);
-  eng.deploy(wf, fnv1a_hex(json(wf).dump()));
+  eng.deploy(wf, ork::fnv1a_hex(json(wf).dump()));
   return wf.name;
 }
 
-// Drives `run_id` (already started or taken over by h's engine) to its end with live progress; prints the tasks
-// and returns the exit code: 0 success, 1 failed, 130 cancelled.
-int drive(Host& h, const std::string& run_id) {
+// Drives `run_id` (already started or taken over by h's engine; or started by `start`, once progress is watched, so
+// tasks that fail at once are shown too) to its end with live progress; prints the tasks and returns the exit code:
+// 0 success, 1 failed, 130 cancelled.
+int drive(Host& h, std::string run_id, const std::function<std::string()>& start = {}) {
   // Final state per task from the event stream (not a re-read of every row: a 10,000-instance fan-out stays cheap).
   struct Final {
     std::string status;
@@ -170,6 +168,10 @@ int drive(Host& h, const std::string& run_id) {
     });
   };
   signals.async_wait(on_signal);
+  if (start) {
+    run_id = start();
+    std::cout << "run id " << run_id << std::endl;
+  }
   if (h.eng->active_runs() > 0) h.io.run();
   auto run = h.plugins->state().get_run({{"id", run_id}});
   std::string status = run ? run->value("status", "?") : "?";
@@ -195,9 +197,8 @@ int cmd_run(const Options& o, const std::string& file, const std::vector<std::st
   Host h(o);
   std::string name = deploy_file(*h.eng, file);
   std::cout << "run of workflow " << name << std::endl;
-  std::string run_id = h.eng->start_run(name, parse_inputs(inputs), "manual");
-  std::cout << "run id " << run_id << std::endl;
-  return drive(h, run_id);
+  json input = parse_inputs(inputs);
+  return drive(h, "", [&] { return h.eng->start_run(name, input, "manual"); });
 }
 
 int cmd_retry(const Options& o, const std::string& run_id, const std::string& task) {
@@ -237,9 +238,26 @@ int cmd_tick(const Options& o) {
   return 0;
 }
 
+std::string home_dir(const Options& o) {
+  return o.home.empty() ? default_home() : fs::absolute(o.home).string();
+}
+
 int cmd_serve(const Options& o, const std::vector<std::string>& start, const std::vector<std::string>& deploy,
-              bool exit_when_idle) {
+              bool exit_when_idle, std::optional<ork::api::ApiConfig> api_cfg) {
   Host h(o);
+  std::unique_ptr<ork::api::ApiServer> api;
+  if (api_cfg) {
+    api_cfg->home = home_dir(o);
+    api_cfg->log_poll_ms = ork::EngineConfig::from_env().heartbeat_interval_ms;
+    api = std::make_unique<ork::api::ApiServer>(h.io, *h.eng, *h.plugins, *api_cfg);
+    try {
+      api->start();
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return 2;
+    }
+    std::cout << "API listening on " << api->url() << std::endl;
+  }
   spdlog::info("ork-host serving (state: {}, objects: {}, executors: {})", h.plugins->state().name(),
                h.plugins->objects().name(), h.plugins->executors().size());
   h.eng->on_event([&](const ork::EngineEvent& ev) {
@@ -256,6 +274,7 @@ int cmd_serve(const Options& o, const std::vector<std::string>& start, const std
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     spdlog::info("signal {}: releasing leases and stopping", sig);
+    if (api) api->stop();
     h.eng->stop();
     h.io.stop();
   });
@@ -269,6 +288,51 @@ int cmd_serve(const Options& o, const std::vector<std::string>& start, const std
   }
   if (exit_when_idle && h.eng->active_runs() == 0 && !h.eng->awaiting_takeover()) return 0;
   h.io.run();
+  return 0;
+}
+
+int cmd_apikey(const Options& o, const std::string& action, const std::string& keys_file, const std::string& scope,
+               const std::string& name, const std::string& id, bool as_json) {
+  std::string path = !keys_file.empty() ? keys_file : ork::api::ApiConfig::from_env().keys_file;
+  if (path.empty()) path = home_dir(o) + "/api-keys.json";
+  ork::api::ApiKeyStore store(path);
+  if (action == "create") {
+    auto sc = ork::api::parse_scope(scope);
+    if (!sc) {
+      std::cerr << "error: --scope must be read, write or admin\n";
+      return 2;
+    }
+    auto [info, key] = store.create(*sc, name);
+    if (as_json) {
+      json j = info.to_json();
+      j["key"] = key;
+      std::cout << j.dump(2) << "\n";
+    } else {
+      std::cout << key << "\n";
+      std::cerr << "created API key " << info.id << " (scope " << scope << ") in " << path
+                << "; it is shown only once: keep it now\n";
+    }
+    return 0;
+  }
+  if (action == "list") {
+    auto keys = store.list();
+    if (as_json) {
+      json arr = json::array();
+      for (const auto& k : keys) arr.push_back(k.to_json());
+      std::cout << arr.dump(2) << "\n";
+      return 0;
+    }
+    std::printf("%-15s %-6s %-20s %-25s %s\n", "ID", "SCOPE", "NAME", "CREATED", "REVOKED");
+    for (const auto& k : keys)
+      std::printf("%-15s %-6s %-20s %-25s %s\n", k.id.c_str(), ork::api::scope_name(k.scope), k.name.c_str(),
+                  k.created_at.c_str(), k.revoked_at.empty() ? "-" : k.revoked_at.c_str());
+    return 0;
+  }
+  if (!store.revoke(id)) {
+    std::cerr << "error: no active API key " << id << " in " << path << "\n";
+    return 1;
+  }
+  std::cout << "revoked " << id << "\n";
   return 0;
 }
 
@@ -292,6 +356,48 @@ int cmd_validate(const std::string& file) {
   return 0;
 }
 
+// Writes JSON Schema (draft 2020-12) for the workflow's types and each task's input/output type.
+int cmd_schema_export(const std::string& file, const std::string& out_file) {
+  ork::WorkflowDefinition wf = ork::load_workflow_file(file);
+  ork::TypeSystem ts = ork::TypeSystem::compile(wf.types);
+  std::map<std::string, ork::TypePtr> tasks;
+  for (const auto& t : wf.tasks) {
+    if (!t.input_type.is_null()) tasks[t.name + ".input"] = ts.parse(t.input_type, "tasks." + t.name + ".input_type");
+    if (!t.output_type.is_null())
+      tasks[t.name + ".output"] = ts.parse(t.output_type, "tasks." + t.name + ".output_type");
+  }
+  std::string text = ts.schema_document("Types of workflow " + wf.name, tasks).dump(2) + "\n";
+  if (out_file.empty() || out_file == "-") {
+    std::cout << text;
+    return 0;
+  }
+  std::ofstream out(out_file, std::ios::binary | std::ios::trunc);
+  if (!(out << text) || !out.flush()) throw std::runtime_error("cannot write " + out_file);
+  std::cerr << "wrote " << out_file << " (" << ts.named().size() << " types, " << tasks.size() << " task types)\n";
+  return 0;
+}
+
+// Masks the values of the secrets `wf_name` refers to (belt and braces: the worker already masks what it writes).
+json mask_workflow_secrets(Host& h, const std::string& wf_name, const json& value) {
+  std::vector<std::string> values;
+  try {
+    auto rec = h.plugins->state().get_workflow({{"name", wf_name}});
+    if (!rec) return value;
+    auto wf = (*rec)["definition"].get<ork::WorkflowDefinition>();
+    ork::SecretSource src(h.plugins->config().secrets, h.plugins->config().dir);
+    for (const auto& t : wf.tasks) {
+      for (const auto& [k, v] : t.env)
+        if (v.secret)
+          if (auto s = src.get(*v.secret)) values.push_back(*s);
+      for (const auto& f : t.secrets)
+        if (auto s = src.get(f.secret)) values.push_back(*s);
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("cannot read the workflow's secrets to mask them: {}", e.what());
+  }
+  return ork::Masker(values).mask(value);
+}
+
 int cmd_status(const Options& o, const std::string& run_id) {
   Host h(o);
   auto run = h.plugins->state().get_run({{"id", run_id}});
@@ -301,7 +407,7 @@ int cmd_status(const Options& o, const std::string& run_id) {
   }
   json out = *run;
   out["tasks"] = h.plugins->state().get_task_runs({{"run_id", run_id}})["tasks"];
-  std::cout << out.dump(2) << "\n";
+  std::cout << mask_workflow_secrets(h, run->value("workflow_name", ""), out).dump(2) << "\n";
   return 0;
 }
 
@@ -338,6 +444,30 @@ int main(int argc, char** argv) {
   std::vector<std::string> deploy_files;
   serve->add_option("--deploy", deploy_files, "deploy this workflow (its schedule starts) without starting a run");
   serve->add_flag("--exit-when-idle", exit_when_idle, "exit once no run is active (schedules are not waited for)");
+  ork::api::ApiConfig api_cfg = ork::api::ApiConfig::from_env();
+  bool no_api = false;
+  serve->add_option("--bind", api_cfg.bind, "REST API address (env ORK_API_BIND; default 127.0.0.1)");
+  serve->add_option("--port", api_cfg.port, "REST API port, 0 = any free one (env ORK_API_PORT; default 4000)");
+  serve
+      ->add_option("--auth", api_cfg.auth,
+                   "API keys: auto (required once a key exists), on, off (loopback only) (env ORK_API_AUTH)")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  serve->add_option("--api-threads", api_cfg.threads, "REST API threads (env ORK_API_THREADS; default 2)")
+      ->check(CLI::Range(1, 64));
+  serve->add_option("--static-dir", api_cfg.static_dir, "serve these files outside /api/ (env ORK_API_STATIC_DIR)");
+  serve->add_flag("--no-api", no_api, "run the engine without the REST API");
+  auto* apikey = app.add_subcommand("apikey", "manage REST API keys (stored salted and hashed; shown once)");
+  apikey->require_subcommand(1);
+  std::string keys_file, key_scope, key_name, key_id;
+  bool key_json = false;
+  apikey->add_option("--keys-file", keys_file, "keys file (env ORK_API_KEYS_FILE; default <home>/api-keys.json)");
+  apikey->add_flag("--json", key_json, "JSON output");
+  auto* key_create = apikey->add_subcommand("create", "create a key and print it (only this once)");
+  key_create->add_option("--scope", key_scope, "read | write | admin")->required();
+  key_create->add_option("--name", key_name, "a label for the key");
+  auto* key_list = apikey->add_subcommand("list", "list keys (ids, scopes, dates; never the keys)");
+  auto* key_revoke = apikey->add_subcommand("revoke", "revoke a key by id");
+  key_revoke->add_option("id", key_id, "key id (from list)")->required();
   auto* deploy = app.add_subcommand("deploy", "store workflow definitions (and their schedules) without running them");
   deploy->add_option("workflow", deploy_files, "workflow YAML files")->required();
   auto* tick =
@@ -345,7 +475,13 @@ int main(int argc, char** argv) {
   auto* plugins = app.add_subcommand("plugins", "list the loaded plugins: kind, name, version, ABI");
   auto* validate = app.add_subcommand("validate", "check a workflow YAML file");
   validate->add_option("workflow", file, "workflow YAML file")->required();
-  auto* status = app.add_subcommand("status", "print a run and its tasks as JSON");
+  auto* schema = app.add_subcommand("schema", "type schemas of a workflow");
+  schema->require_subcommand(1);
+  auto* schema_export = schema->add_subcommand("export", "write JSON Schema (draft 2020-12) for every type");
+  schema_export->add_option("workflow", file, "workflow YAML file")->required();
+  std::string out_file;
+  schema_export->add_option("-o,--output", out_file, "output file (default: stdout)");
+  auto* status = app.add_subcommand("status", "print a run and its tasks as JSON (secret values masked)");
   status->add_option("run_id", run_id)->required();
   auto* runs = app.add_subcommand("runs", "list recent runs");
   std::string task;
@@ -361,17 +497,29 @@ int main(int argc, char** argv) {
 
   try {
     if (*run) return cmd_run(o, file, inputs);
-    if (*serve) return cmd_serve(o, start, deploy_files, exit_when_idle);
+    if (*serve)
+      return cmd_serve(o, start, deploy_files, exit_when_idle,
+                       no_api ? std::nullopt : std::optional<ork::api::ApiConfig>(api_cfg));
+    if (*apikey)
+      return cmd_apikey(o,
+                        *key_create ? "create"
+                        : *key_list ? "list"
+                                    : "revoke",
+                        keys_file, key_scope, key_name, key_id, key_json);
     if (*deploy) return cmd_deploy(o, deploy_files);
     if (*tick) return cmd_tick(o);
     if (*plugins) return cmd_plugins(o);
     if (*validate) return cmd_validate(file);
+    if (*schema_export) return cmd_schema_export(file, out_file);
     if (*status) return cmd_status(o, run_id);
     if (*runs) return cmd_runs(o);
     if (*retry) return cmd_retry(o, run_id, task);
     if (*cancel) return cmd_cancel(o, run_id, task);
   } catch (const ork::CronError& e) {
     std::cerr << "error: schedule: " << e.what() << "\n";
+    return 2;
+  } catch (const ork::TypeError& e) {
+    std::cerr << "error: " << e.what() << "\n";
     return 2;
   } catch (const ork::WorkflowError& e) {
     std::cerr << e.what() << "\n";

@@ -91,8 +91,10 @@ void to_json(json& j, const TaskDefinition& t) {
       {"resources", {{"cpu_millis", t.resources.cpu_millis}, {"memory_mb", t.resources.memory_mb}}},
       {"env", std::move(env)},
       {"secrets", std::move(secrets)},
+      {"env_file", opt_to_json(t.env_file)},
       {"on_failure", t.on_failure == OnFailure::Run ? "run" : "skip"},
-      {"output_type", opt_to_json(t.output_type)},
+      {"input_type", t.input_type},
+      {"output_type", t.output_type},
       {"validate_output", t.validate_output},
       {"loc", {{"file", t.loc.file}, {"line", t.loc.line}, {"column", t.loc.column}}},
   };
@@ -136,7 +138,9 @@ void from_json(const json& j, TaskDefinition& t) {
   if (on_failure != "skip" && on_failure != "run")
     throw std::invalid_argument("unknown on_failure '" + on_failure + "'");
   t.on_failure = on_failure == "run" ? OnFailure::Run : OnFailure::Skip;
-  t.output_type = opt_from_json(j, "output_type");
+  t.env_file = opt_from_json(j, "env_file");
+  t.input_type = value_or<json>(j, "input_type", nullptr);
+  t.output_type = value_or<json>(j, "output_type", nullptr);
   t.validate_output = value_or<bool>(j, "validate_output", true);
   if (auto l = j.find("loc"); l != j.end() && !l->is_null()) {
     t.loc.file = value_or<std::string>(*l, "file", "");
@@ -153,6 +157,7 @@ void to_json(json& j, const WorkflowDefinition& w) {
       {"tasks", w.tasks},
       {"types", w.types},
       {"imports", w.imports},
+      {"env_file", opt_to_json(w.env_file)},
       {"base_dir", w.base_dir},
       {"source_file", w.source_file},
   };
@@ -166,6 +171,7 @@ void from_json(const json& j, WorkflowDefinition& w) {
   w.tasks = value_or<std::vector<TaskDefinition>>(j, "tasks", {});
   w.types = value_or<json>(j, "types", json::object());
   w.imports = value_or<json>(j, "imports", json::array());
+  w.env_file = opt_from_json(j, "env_file");
   w.base_dir = value_or<std::string>(j, "base_dir", "");
   w.source_file = value_or<std::string>(j, "source_file", "");
 }

@@ -30,7 +30,7 @@ struct Resources {
   int64_t memory_mb = 0;
 };
 
-// An env value: a literal (may hold {{ task.field }} references) or a secret-manager reference.
+// An env value: a literal (may hold {{ task.field }} expressions) or a secret reference (`secret: name`).
 struct EnvValue {
   std::string value;
   std::optional<std::string> secret;
@@ -57,8 +57,10 @@ struct TaskDefinition {
   Resources resources;
   std::map<std::string, EnvValue> env;
   std::vector<SecretFile> secrets;
+  std::optional<std::string> env_file;  // dotenv file, relative to the workflow file; read at dispatch
   OnFailure on_failure = OnFailure::Skip;
-  std::optional<std::string> output_type;
+  json input_type = nullptr;   // type spec (JSON form of the YAML): `input: TypeName` or `input_type:`; null = untyped
+  json output_type = nullptr;  // `output:` / `output_type:`; null = untyped
   bool validate_output = true;
   SourceLoc loc;
 };
@@ -70,8 +72,9 @@ struct WorkflowDefinition {
   std::vector<TaskDefinition> tasks;  // in file order
   json types = json::object();
   json imports = json::array();
-  std::string base_dir;     // absolute directory the workflow's relative paths resolve against
-  std::string source_file;  // absolute path of the YAML file, "" when loaded from a string
+  std::optional<std::string> env_file;  // workflow-wide dotenv file, under each task's own env_file and env
+  std::string base_dir;                 // absolute directory the workflow's relative paths resolve against
+  std::string source_file;              // absolute path of the YAML file, "" when loaded from a string
 
   const TaskDefinition* find(const std::string& task) const;
 };

@@ -98,6 +98,8 @@ class StateProxy : public LoadedPlugin {
   json put_schedule(const json& a) const { return op(&ork_state_vtable::put_schedule, "put_schedule", a); }
   json add_task_runs(const json& a) const { return op(&ork_state_vtable::add_task_runs, "add_task_runs", a); }
   json claim_schedule(const json& a) const { return op(&ork_state_vtable::claim_schedule, "claim_schedule", a); }
+  // ABI >= 1.3; UNSUPPORTED (PluginCallError) from older plugins.
+  json list_runs_page(const json& a) const { return op(&ork_state_vtable::list_runs_page, "list_runs_page", a); }
 
  private:
   json op(ork_json_fn ork_state_vtable::*m, const char* name, const json& a) const;
@@ -110,11 +112,11 @@ class ObjectProxy : public LoadedPlugin {
   void put(const std::string& key, std::string_view data, const json& opts = json::object()) const;
   void del(const std::string& key) const;
   std::vector<std::string> list(const std::string& prefix) const;
-  // Streaming (ABI >= 1.3) from / to a local file; a plugin without it goes through memory (get/put) instead.
+  // Streaming (ABI >= 1.4) from / to a local file; a plugin without it goes through memory (get/put) instead.
   // get_file returns false when the key does not exist (then `path` is untouched).
   void put_file(const std::string& key, const std::string& path, const json& opts = json::object()) const;
   bool get_file(const std::string& key, const std::string& path) const;
-  // True when the plugin streams put_file/get_file itself (ABI >= 1.3 and not UNSUPPORTED on first use).
+  // True when the plugin streams put_file/get_file itself (ABI >= 1.4, both members set).
   bool streams() const;
   std::optional<json> get_json(const std::string& key) const;
   void put_json(const std::string& key, const json& value) const {

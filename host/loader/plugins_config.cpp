@@ -98,8 +98,22 @@ PluginsConfig parse_plugins_config(const std::string& yaml, const std::string& s
     throw std::runtime_error(where(source, n) + ": " + field + ": " + msg);
   };
   if (!root.IsMap()) fail(root, "plugins.yaml", "expected a mapping with a 'plugins:' list");
+  cfg.secrets = {{"file", dir + "/secrets.env"}};
   for (const auto& kv : root) {
-    if (kv.first.as<std::string>() != "plugins") fail(kv.first, kv.first.as<std::string>(), "unknown field");
+    const std::string key = kv.first.as<std::string>();
+    if (key == "secrets") {
+      const YAML::Node& v = kv.second;
+      if (!v.IsMap()) fail(v, "secrets", "expected a mapping {file, env_prefix}");
+      for (const auto& s : v) {
+        const std::string k = s.first.as<std::string>();
+        if (k != "file" && k != "env_prefix")
+          fail(s.first, "secrets." + k, "unknown field (expected file, env_prefix)");
+        if (!s.second.IsScalar() && !s.second.IsNull()) fail(s.second, "secrets." + k, "expected a string");
+        cfg.secrets[k] = s.second.IsNull() ? std::string() : expand(s.second.Scalar(), dir);
+      }
+    } else if (key != "plugins") {
+      fail(kv.first, key, "unknown field (expected plugins, secrets)");
+    }
   }
   YAML::Node list = root["plugins"];
   if (!list || !list.IsSequence()) fail(root, "plugins", "expected a list of plugins");
@@ -160,6 +174,7 @@ PluginsConfig default_plugins_config(const std::string& home) {
   cfg.plugins.push_back({"state", "sqlite", "ork-state-sqlite", {{"path", home + "/state.db"}}, false, cfg.source});
   cfg.plugins.push_back({"object", "local", "ork-object-local", {{"root", home + "/objects"}}, false, cfg.source});
   cfg.plugins.push_back({"executor", "local", "ork-exec-subprocess", nlohmann::json::object(), true, cfg.source});
+  cfg.secrets = {{"file", home + "/secrets.env"}};
   return cfg;
 }
 

@@ -20,6 +20,9 @@ struct PluginsConfig {
   std::vector<PluginSpec> plugins;
   std::string source;  // file path or "<builtin>"
   std::string dir;     // directory of the file (${CONFIG_DIR})
+  // The local secret source (`secrets:` block): {"file": path, "env_prefix": "ORK_SECRET_"}; the file defaults to
+  // secrets.env beside plugins.yaml (or in the home folder for the embedded default).
+  nlohmann::json secrets = nlohmann::json::object();
 };
 
 // Parses plugins.yaml. `${VAR}` / `${VAR:-default}` in string values are expanded from the environment, and

@@ -11,6 +11,7 @@
 
 #include "core/util.hpp"
 #include "scheduler/cron.hpp"
+#include "scheduler/task_contract.hpp"
 
 namespace ork {
 namespace asio = boost::asio;
@@ -102,64 +103,6 @@ std::optional<json> lookup(const json& scope, const std::string& path) {
 
 }  // namespace
 
-namespace {
-
-// One `{{ path }}` occurrence in a string: [begin, end) of the whole reference and the trimmed path.
-struct TemplateRef {
-  size_t begin, end;
-  std::string path;
-};
-
-std::optional<TemplateRef> next_ref(const std::string& s, size_t from) {
-  size_t open = s.find("{{", from);
-  if (open == std::string::npos) return std::nullopt;
-  size_t close = s.find("}}", open + 2);
-  if (close == std::string::npos) return std::nullopt;
-  std::string inner = s.substr(open + 2, close - open - 2);
-  size_t a = inner.find_first_not_of(" \t"), b = inner.find_last_not_of(" \t");
-  std::string path = a == std::string::npos ? "" : inner.substr(a, b - a + 1);
-  bool ok = !path.empty() && path.front() != '.' && path.back() != '.' && path.find("..") == std::string::npos;
-  for (char c : path) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.');
-  if (!ok) return next_ref(s, open + 2);
-  return TemplateRef{open, close + 2, path};
-}
-
-json resolve_ref(const json& scope, const std::string& path) {
-  auto v = lookup(scope, path);
-  if (!v) throw std::runtime_error("unresolved reference '{{ " + path + " }}'");
-  return *v;
-}
-
-}  // namespace
-
-json resolve_templates(const json& value, const json& scope) {
-  if (value.is_object()) {
-    json out = json::object();
-    for (auto it = value.begin(); it != value.end(); ++it) out[it.key()] = resolve_templates(it.value(), scope);
-    return out;
-  }
-  if (value.is_array()) {
-    json out = json::array();
-    for (const auto& e : value) out.push_back(resolve_templates(e, scope));
-    return out;
-  }
-  if (!value.is_string()) return value;
-  const std::string& s = value.get_ref<const std::string&>();
-  auto ref = next_ref(s, 0);
-  if (!ref) return value;
-  if (ref->begin == 0 && ref->end == s.size()) return resolve_ref(scope, ref->path);
-  std::string out;
-  size_t pos = 0;
-  for (; ref; ref = next_ref(s, pos)) {
-    out.append(s, pos, ref->begin - pos);
-    json v = resolve_ref(scope, ref->path);
-    out += v.is_string() ? v.get<std::string>() : v.dump();
-    pos = ref->end;
-  }
-  out.append(s, pos, std::string::npos);
-  return out;
-}
-
 EngineConfig EngineConfig::from_env() {
   EngineConfig c;
   c.lease_ttl_ms = env_ms("ORK_LEASE_TTL_MS", c.lease_ttl_ms);
@@ -214,6 +157,7 @@ struct Engine::RunState {
   int active = 0;  // attempts in flight in this run (workflow `concurrency:`)
   std::unique_ptr<asio::steady_timer> lease_timer;
   bool finishing = false;
+  std::unique_ptr<TaskContracts> contracts;  // types, env files and secrets of `wf` (built by adopt)
   std::string id() const { return run["id"]; }
   TaskState* task(const std::string& id) {
     auto it = by_id.find(id);
@@ -227,7 +171,8 @@ Engine::Engine(asio::io_context& io, PluginRegistry& plugins, EngineConfig cfg)
       cfg_(std::move(cfg)),
       alive_(std::make_shared<bool>(true)),
       takeover_timer_(io),
-      schedule_timer_(io) {
+      schedule_timer_(io),
+      secrets_(plugins_.config().secrets, plugins_.config().dir) {
   if (cfg_.host_id.empty()) cfg_.host_id = "ork-host-" + new_uuid().substr(0, 8);
 }
 
@@ -439,6 +384,7 @@ void Engine::adopt(json run, bool fresh) {
     return;
   }
   r->wf = (*wf_rec)["definition"].get<WorkflowDefinition>();
+  r->contracts = std::make_unique<TaskContracts>(r->wf, secrets_);
   r->run = std::move(run);
   auto rows = plugins_.state().get_task_runs({{"run_id", id}});
   add_rows(*r, rows["tasks"]);
@@ -819,21 +765,11 @@ json Engine::upstream_output(const RunState& r, const std::string& d) const {
   return list;
 }
 
-json Engine::build_input(const RunState& r, const TaskState& t, json* upstream) const {
-  json input = t.row["input"].is_object() ? t.row["input"] : json::object();
-  json scope = json::object();
-  scope["input"] = r.run["input"];
-  *upstream = json::object();
-  for (const auto& d : t.def->depends_on) {
-    json out = upstream_output(r, d);
-    (*upstream)[d] = out;
-    scope[d] = out;
-  }
-  input = resolve_templates(input, scope);
-  for (auto it = r.run["input"].begin(); r.run["input"].is_object() && it != r.run["input"].end(); ++it)
-    input[it.key()] = it.value();
-  for (auto it = upstream->begin(); it != upstream->end(); ++it) input[it.key()] = it.value();
-  return input;
+// Each dependency's output by name (what `{{ dep.field }}` and the implicit input.<dep> see).
+json Engine::upstream_outputs(const RunState& r, const TaskState& t) const {
+  json upstream = json::object();
+  for (const auto& d : t.def->depends_on) upstream[d] = upstream_output(r, d);
+  return upstream;
 }
 
 void Engine::dispatch(RunState& r, TaskState& t) {
@@ -863,20 +799,36 @@ void Engine::dispatch(RunState& r, TaskState& t) {
   emit_task(r, t);
   std::string base = "runs/" + r.id() + "/" + t.id() + "/";
   std::string spec_key = base + "spec.json";
-  json upstream, input, env = json::object();
+  json upstream = upstream_outputs(r, t);
+  PreparedTask prep;
   try {
-    input = build_input(r, t, &upstream);
-    json scope = upstream;
-    scope["input"] = r.run["input"];
-    for (const auto& [k, v] : def.env) {
-      if (v.secret) throw std::runtime_error("env " + k + ": secret references need a secret manager (not configured)");
-      env[k] = resolve_templates(json(v.value), scope);
-      if (!env[k].is_string()) env[k] = env[k].dump();
+    json ctx{{"run_id", r.id()},
+             {"task_id", t.id()},
+             {"task_name", def.name},
+             {"workflow_name", r.wf.name},
+             {"attempt", t.attempt()},
+             {"parallel_index", t.row["parallel_index"]},
+             {"parallel_count", t.row["parallel_count"]}};
+    const json* item =
+        def.parallel.kind == Parallelism::Kind::ForEach && t.row["input"].is_object() && t.row["input"].contains("item")
+            ? &t.row["input"]["item"]
+            : nullptr;
+    prep = r.contracts->prepare(def, r.run["input"], upstream, ctx, item);
+  } catch (const TaskInputError& e) {
+    if (e.retryable()) {
+      fail_attempt(r, t, e.error(), false);
+    } else {  // the same upstream outputs give the same input: retrying cannot help
+      set_task_terminal(r, t, "failed", e.error());
+      advance(r);
     }
+    return;
   } catch (const std::exception& e) {
     fail_attempt(r, t, error_obj("input_error", e.what()), false);
     return;
   }
+  json& input = prep.input;
+  json secret_names = json::array();
+  for (auto it = prep.secret_env.begin(); it != prep.secret_env.end(); ++it) secret_names.push_back(it.key());
   json spec{{"task_id", t.id()},
             {"run_id", r.id()},
             {"task_name", def.name},
@@ -890,7 +842,8 @@ void Engine::dispatch(RunState& r, TaskState& t) {
             {"base_dir", r.wf.base_dir},
             {"input", input},
             {"upstream", upstream},
-            {"env", env},
+            {"env", prep.env},
+            {"secret_env", std::move(secret_names)},
             {"timeout_seconds", def.timeout_seconds},
             {"parallel_index", t.row["parallel_index"]},
             {"parallel_count", t.row["parallel_count"]},
@@ -903,6 +856,9 @@ void Engine::dispatch(RunState& r, TaskState& t) {
                 {"ORK_OBJECT_STORE", plugins_.object_store_ref().dump()},
                 {"ORK_HEARTBEAT_INTERVAL_MS", std::to_string(cfg_.heartbeat_interval_ms)},
                 {"ORK_TASK_CANCEL_GRACE_MS", std::to_string(cfg_.cancel_grace_ms / 2)}};
+  // Secret values travel in the worker's environment only, never in spec.json (docs/workflows.md, "Secrets").
+  if (prep.has_secrets()) exec_env["ORK_TASK_SECRETS"] = prep.secrets_payload().dump();
+  exec_env["ORK_SECRET_ENV_PREFIX"] = secrets_.env_prefix();  // the worker hides the host's ORK_SECRET_* from tasks
   json exec_cfg{{"task_id", t.id()},
                 {"run_id", r.id()},
                 {"task_name", def.name},
@@ -1174,7 +1130,18 @@ bool Engine::update_task(RunState& r, TaskState& t, json set) {
   return true;
 }
 
-void Engine::complete_success(RunState& r, TaskState& t, const json& output) {
+// The output checked against the task's output type (defaults filled in); the error when it does not match.
+std::optional<json> Engine::check_output(RunState& r, const TaskState& t, json& output) {
+  if (!t.def || !r.contracts) return std::nullopt;
+  return r.contracts->check_output(*t.def, output);
+}
+
+void Engine::complete_success(RunState& r, TaskState& t, const json& result) {
+  json output = result;
+  if (auto err = check_output(r, t, output)) {
+    fail_attempt(r, t, *err, false);
+    return;
+  }
   if (!update_task(r, t, {{"status", "success"}, {"output", output}, {"error", nullptr}, {"finished_at", now_str()}}))
     return;
   if (t.timer) t.timer->cancel();

@@ -13,7 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "core/expressions.hpp"
 #include "core/model.hpp"
+#include "core/secrets.hpp"
 #include "loader/plugin_loader.hpp"
 
 namespace ork {
@@ -115,7 +117,8 @@ class Engine {
   void track(RunState& r, TaskState& t, const std::string& old_status, const std::string& status);
   bool advance_once(RunState& r);
   void drop_run(const std::string& run_id);
-  json build_input(const RunState& r, const TaskState& t, json* upstream) const;
+  json upstream_outputs(const RunState& r, const TaskState& t) const;
+  std::optional<json> check_output(RunState& r, const TaskState& t, json& output);
   json upstream_output(const RunState& r, const std::string& d) const;
   void emit_task(const RunState& r, const TaskState& t);
   void emit_run(const RunState& r);
@@ -136,11 +139,7 @@ class Engine {
   bool follow_state_ = false;
   std::set<std::string> reloading_;  // runs dropped after a state-store failure, to be adopted again
   int64_t takeover_at_ = 0;
+  SecretSource secrets_;  // env `secret:` values (plugins.yaml `secrets:`)
 };
-
-// Resolves `{{ task.field.sub }}` / `{{ input.key }}` references in strings inside `value` against `scope`.
-// A string that is exactly one reference takes the referenced JSON value (any type); otherwise it is substituted as
-// text.
-json resolve_templates(const json& value, const json& scope);
 
 }  // namespace ork

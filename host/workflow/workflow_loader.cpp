@@ -16,7 +16,10 @@
 #include <string_view>
 #include <tuple>
 
+#include "core/expressions.hpp"
+#include "core/secrets.hpp"
 #include "scheduler/cron.hpp"
+#include "workflow/type_check.hpp"
 
 namespace ork {
 
@@ -46,13 +49,12 @@ WorkflowError::WorkflowError(std::vector<Diagnostic> d)
 
 namespace {
 
-const std::vector<std::string> kTopFields = {"name", "schedule", "concurrency", "import", "types", "tasks"};
+const std::vector<std::string> kTopFields = {"name", "schedule", "concurrency", "import", "types", "env_file", "tasks"};
 const std::vector<std::string> kTaskFields = {
-    "executor",  "worker",     "file",    "config_file", "command",     "function",       "image",   "input",
-    "inputs",    "depends_on", "timeout", "retries",     "retry_delay", "parallel",       "foreach", "concurrency",
-    "resources", "env",        "secrets", "on_failure",  "output",      "validate_output"};
-const std::set<std::string> kPrimitiveTypes = {"int",  "float",         "str",         "bool",        "datetime",
-                                               "date", "datetime_notz", "datetime_tz", "datetime_utc"};
+    "executor",   "worker",  "file",        "config_file",    "command", "function", "image",
+    "input",      "inputs",  "input_type",  "depends_on",     "timeout", "retries",  "retry_delay",
+    "parallel",   "foreach", "concurrency", "resources",      "env",     "env_file", "secrets",
+    "on_failure", "output",  "output_type", "validate_output"};
 
 // ---- Small lexical matchers (hand-written: std::regex trips GCC 12's -Wmaybe-uninitialized at -O2) ----
 
@@ -492,23 +494,45 @@ std::string check_cron(const std::string& expr) {
   }
 }
 
-// ---- Type names ----
+// ---- YAML positions ----
 
-// Unknown identifiers in a type expression like "list[User]", "User | None", "User?", "types.User".
-std::vector<std::string> unknown_type_names(const std::string& expr, const json& types) {
-  std::vector<std::string> out;
-  for (size_t i = 0; i < expr.size();) {
-    if (!is_alpha(expr[i]) && expr[i] != '_') {
-      ++i;
-      continue;
+// The mark of the node at `path` (map keys; list indexes as digits), or of the deepest ancestor that exists. An
+// empty value points at its key.
+YAML::Mark mark_at(const YAML::Node& root, const std::vector<std::string>& path) {
+  YAML::Node cur;
+  cur.reset(root);
+  YAML::Mark best = root.Mark();
+  for (const auto& k : path) {
+    bool found = false;
+    YAML::Node next;
+    if (cur.IsMap()) {
+      for (auto it = cur.begin(); it != cur.end(); ++it) {
+        const YAML::Node key = it->first;
+        if (key.IsScalar() && key.Scalar() == k) {
+          next.reset(it->second);
+          best = next.IsNull() ? key.Mark() : next.Mark();
+          found = true;
+          break;
+        }
+      }
+    } else if (cur.IsSequence() && is_digits(k) && k.size() < 9 && std::stoul(k) < cur.size()) {
+      next.reset(cur[std::stoul(k)]);
+      best = next.Mark();
+      found = true;
     }
-    size_t start = i;
-    while (i < expr.size() && is_word(expr[i])) ++i;
-    std::string name = expr.substr(start, i - start);
-    if (name == "types" && i < expr.size() && expr[i] == '.') continue;  // "types.X" names alias X
-    if (name == "list" || name == "dict" || name == "None" || kPrimitiveTypes.count(name)) continue;
-    if (types.is_object() && types.contains(name)) continue;
-    out.push_back(name);
+    if (!found) break;
+    cur.reset(next);
+  }
+  return best;
+}
+
+std::string path_text(const std::vector<std::string>& path) {
+  std::string out;
+  for (const auto& k : path) {
+    if (is_digits(k) && !out.empty())
+      out += "[" + k + "]";
+    else
+      out += (out.empty() ? "" : ".") + k;
   }
   return out;
 }
@@ -519,7 +543,8 @@ std::vector<std::string> unknown_type_names(const std::string& expr, const json&
 struct TaskMarks {
   YAML::Mark depends_on;        // the depends_on value, or the task name when absent
   std::vector<YAML::Mark> dep;  // per depends_on entry (implicit ones get the mark of what caused them)
-  std::vector<bool> implicit;   // per depends_on entry: added by foreach/parallel/inputs refs
+  std::vector<bool> implicit;   // per depends_on entry: added by foreach/parallel/inputs refs and expressions
+  TaskTypeSources types;        // where the typed parts are, for contract diagnostics
 };
 
 // A `task.field` reference found while parsing, checked once all task names are known.
@@ -566,6 +591,7 @@ class Parser {
     if (const Entry* e = get(es, "types")) {
       if (expect_map(*e, "types", ctx_)) wf.types = to_json_value(e->value, "types", ctx_);
     }
+    if (const Entry* e = get(es, "env_file")) wf.env_file = parse_env_file(*e, "env_file");
     if (const Entry* e = get(es, "tasks")) {
       parse_tasks(*e, wf);
     } else {
@@ -616,11 +642,11 @@ class Parser {
       marks.depends_on = te.key_node.Mark();
       wf.tasks.push_back(std::move(t));
       marks_.push_back(std::move(marks));
-      parse_task(te, wf.tasks.back(), marks_.back(), wf);
+      parse_task(te, wf.tasks.back(), marks_.back());
     }
   }
 
-  void parse_task(const Entry& te, TaskDefinition& t, TaskMarks& marks, const WorkflowDefinition& wf) {
+  void parse_task(const Entry& te, TaskDefinition& t, TaskMarks& marks) {
     const std::string path = "tasks." + te.key;
     const size_t index = marks_.size() - 1;
     auto f = [&](const char* k) { return path + "." + k; };
@@ -655,7 +681,21 @@ class Parser {
     }
 
     if (const Entry* e = get(es, "input")) {
-      if (!e->value.IsNull() && expect_map(*e, f("input"), ctx_)) t.input = to_json_value(e->value, f("input"), ctx_);
+      if (kind_of(e->value) == Kind::String) {  // `input: TypeName` declares the input type
+        t.input_type = e->value.Scalar();
+        marks.types.input_type = {"tasks", t.name, "input"};
+      } else if (!e->value.IsNull() && expect_map(*e, f("input"), ctx_)) {
+        t.input = to_json_value(e->value, f("input"), ctx_);
+        for (const auto& [k, v] : t.input.items()) marks.types.input_keys[k] = {"tasks", t.name, "input", k};
+      }
+    }
+    if (const Entry* e = get(es, "input_type")) {
+      if (!t.input_type.is_null()) {
+        ctx_.error(e->key_node, f("input_type"), "the input type is given twice ('input: <type>' and 'input_type')");
+      } else if (auto spec = type_spec(*e, f("input_type"))) {
+        t.input_type = *spec;
+        marks.types.input_type = {"tasks", t.name, "input_type"};
+      }
     }
 
     if (const Entry* e = get(es, "depends_on")) parse_depends_on(*e, f("depends_on"), t, marks);
@@ -702,6 +742,7 @@ class Parser {
 
     if (const Entry* e = get(es, "resources")) parse_resources(*e, f("resources"), t);
     if (const Entry* e = get(es, "env")) parse_env(*e, f("env"), t);
+    if (const Entry* e = get(es, "env_file")) t.env_file = parse_env_file(*e, f("env_file"));
     if (const Entry* e = get(es, "secrets")) parse_secrets(*e, f("secrets"), t);
 
     if (const Entry* e = get(es, "on_failure")) {
@@ -713,18 +754,15 @@ class Parser {
         }
       }
     }
-    if (const Entry* e = get(es, "output")) {
-      if (auto s = expect_string(*e, f("output"), ctx_)) {
-        t.output_type = *s;
-        if (!wf.types.empty()) {
-          std::vector<std::string> known;
-          for (const auto& [k, v] : wf.types.items()) known.push_back(k);
-          for (const auto& name : unknown_type_names(*s, wf.types)) {
-            ctx_.error(e->at(), f("output"),
-                       "unknown type '" + name + "'" + suggest(name, known) +
-                           " (not declared under 'types' and not a primitive)");
-          }
-        }
+    const Entry* out = get(es, "output");
+    const Entry* out_type = get(es, "output_type");
+    if (out && out_type) {
+      ctx_.error(out_type->key_node, f("output_type"), "'output' and 'output_type' both give the output type");
+    } else if (out || out_type) {
+      const char* key = out ? "output" : "output_type";
+      if (auto spec = type_spec(out ? *out : *out_type, f(key))) {
+        t.output_type = *spec;
+        marks.types.output_type = {"tasks", t.name, key};
       }
     }
     if (const Entry* e = get(es, "validate_output")) {
@@ -745,6 +783,34 @@ class Parser {
                    std::string(key) + " '" + *v + "' not found (looked for " + p.lexically_normal().string() + ")");
       }
     }
+  }
+
+  // A type spec: an expression string, an inline map of fields or a one-element list. Names are checked later.
+  std::optional<json> type_spec(const Entry& e, const std::string& field) {
+    Kind k = kind_of(e.value);
+    if (k == Kind::String && !e.value.Scalar().empty()) return json(e.value.Scalar());
+    if (k == Kind::Map || k == Kind::Sequence) return to_json_value(e.value, field, ctx_);
+    ctx_.error(e.at(), field,
+               "expected a type (a name such as 'int' or 'list[User]', or a map of fields), got " + got(e.value));
+    return std::nullopt;
+  }
+
+  // `env_file:`: a dotenv file relative to the workflow file. Checked now; read again at each dispatch.
+  std::optional<std::string> parse_env_file(const Entry& e, const std::string& field) {
+    auto v = expect_text(e, field, ctx_, false);
+    if (!v || base_dir_.empty()) return v;
+    fs::path p = fs::path(*v).is_absolute() ? fs::path(*v) : fs::path(base_dir_) / *v;
+    std::error_code ec;
+    if (!fs::is_regular_file(p, ec)) {
+      ctx_.error(e.at(), field, "env file '" + *v + "' not found (looked for " + p.lexically_normal().string() + ")");
+      return v;
+    }
+    try {
+      read_dotenv_file(p.string());
+    } catch (const std::exception& x) {
+      ctx_.error(e.at(), field, std::string("bad env file: ") + x.what());
+    }
+    return v;
   }
 
   // `executor: rust`: `file` (required unless `config_file` is set) is a .rs task file, a crate directory or its
@@ -922,6 +988,7 @@ class Parser {
       auto bes = entries(ie.value, inf, ctx_, &allowed);
       if (const Entry* c = get(bes, "const")) {
         t.input[ie.key] = to_json_value(c->value, inf + ".const", ctx_);
+        marks_[index].types.input_keys[ie.key] = {"tasks", t.name, "inputs", ie.key, "const"};
       } else if (const Entry* r = get(bes, "ref")) {
         // tasks.<task>.output[.<field>...]
         auto parts = kind_of(r->value) == Kind::String ? dotted_parts(r->value.Scalar()) : std::vector<std::string>{};
@@ -934,12 +1001,103 @@ class Parser {
         std::string path = parts[1];
         for (size_t i = 3; i < parts.size(); ++i) path += "." + parts[i];
         t.input[ie.key] = "{{ " + path + " }}";
+        marks_[index].types.input_keys[ie.key] = {"tasks", t.name, "inputs", ie.key, "ref"};
         refs_.push_back({index, parts[1], inf + ".ref", r->value.Mark(), "inputs." + ie.key});
       }
     }
   }
 
  public:
+  // Checks every `{{ ... }}` in input and env values: valid syntax and a known name (a task, input, item in foreach
+  // tasks, ctx fields). A task named in an expression becomes an implicit dependency (via resolve_refs).
+  void check_expressions(const WorkflowDefinition& wf, const YAML::Node& root) {
+    std::vector<std::string> names;
+    for (const auto& t : wf.tasks) names.push_back(t.name);
+    std::vector<std::string> all = names;
+    for (const char* r : {"input", "item", "ctx", "context"}) all.push_back(r);
+    for (size_t i = 0; i < wf.tasks.size(); ++i) {
+      const TaskDefinition& t = wf.tasks[i];
+      auto check_string = [&](const std::string& s, const std::vector<std::string>& where) {
+        for (const auto& e : find_expressions(s)) {
+          const YAML::Mark m = mark_at(root, where);
+          const std::string field = path_text(where);
+          if (!e.error.empty()) {
+            ctx_.error(m, field, "invalid expression '{{ " + e.text + " }}': " + e.error);
+            continue;
+          }
+          if (e.is_literal) continue;
+          const std::string& r = e.root();
+          const bool is_ctx_field =
+              std::find(context_fields().begin(), context_fields().end(), r) != context_fields().end();
+          if (r == "input") continue;
+          if (r == "item") {
+            if (t.parallel.kind != Parallelism::Kind::ForEach)
+              ctx_.error(m, field, "'" + e.source() + "': 'item' is defined only in foreach tasks");
+            continue;
+          }
+          if (r == "ctx" || r == "context") {
+            std::string fields;
+            for (const auto& c : context_fields()) fields += (fields.empty() ? "" : ", ") + c;
+            if (e.path.size() >= 2 && (e.path[1].is_index || std::find(context_fields().begin(), context_fields().end(),
+                                                                       e.path[1].key) == context_fields().end()))
+              ctx_.error(
+                  m, field,
+                  "'" + e.source() + "': unknown context field '" + e.path[1].key + "' (fields: " + fields + ")");
+            continue;
+          }
+          if (r == t.name) {
+            ctx_.error(m, field, "'" + e.source() + "' refers to the task's own output");
+            continue;
+          }
+          if (wf.find(r)) {
+            refs_.push_back({i, r, field, m, "expression '" + e.source() + "'"});
+            continue;
+          }
+          if (is_ctx_field) continue;
+          ctx_.error(m, field,
+                     "'" + e.source() + "': unknown name '" + r + "'" + suggest(r, all) +
+                         " (an expression starts with a task name, input, item, or ctx)");
+        }
+      };
+      std::function<void(const json&, const std::vector<std::string>&)> walk = [&](const json& v,
+                                                                                   const std::vector<std::string>& w) {
+        if (v.is_string()) {
+          check_string(v.get_ref<const std::string&>(), w);
+        } else if (v.is_object()) {
+          for (auto it = v.begin(); it != v.end(); ++it) {
+            auto next = w;
+            next.push_back(it.key());
+            walk(it.value(), next);
+          }
+        } else if (v.is_array()) {
+          for (size_t k = 0; k < v.size(); ++k) {
+            auto next = w;
+            next.push_back(std::to_string(k));
+            walk(v[k], next);
+          }
+        }
+      };
+      for (auto it = t.input.begin(); it != t.input.end(); ++it) {
+        auto o = marks_[i].types.input_keys.find(it.key());
+        if (o != marks_[i].types.input_keys.end() && o->second.size() > 2 && o->second[2] == "inputs") {
+          if (o->second.back() == "ref") continue;  // checked as an `inputs` ref
+        }
+        walk(it.value(), o != marks_[i].types.input_keys.end()
+                             ? o->second
+                             : std::vector<std::string>{"tasks", t.name, "input", it.key()});
+      }
+      for (const auto& [k, v] : t.env)
+        if (!v.secret) walk(json(v.value), {"tasks", t.name, "env", k});
+    }
+  }
+
+  // Type declarations and the contracts between producers and consumers (type_check.hpp).
+  void check_types(const WorkflowDefinition& wf, const YAML::Node& root) {
+    std::vector<TaskTypeSources> src;
+    for (const auto& m : marks_) src.push_back(m.types);
+    for (const auto& p : check_workflow_types(wf, src)) ctx_.error(mark_at(root, p.path), path_text(p.path), p.message);
+  }
+
   // Checks refs (parallel/foreach/inputs) against known tasks and adds implicit dependencies.
   void resolve_refs(WorkflowDefinition& wf) {
     std::vector<std::string> names;
@@ -1046,8 +1204,11 @@ WorkflowDefinition load(const std::string& yaml, const std::string& filename, co
   if (abs_base.size() > 1 && abs_base.back() == '/') abs_base.pop_back();
   Parser parser(ctx, abs_base);
   WorkflowDefinition wf = parser.parse(root);
+  parser.check_expressions(wf, root);
+  const size_t before_graph = ctx.diags().size();
   parser.resolve_refs(wf);
   parser.check_graph(wf);
+  if (ctx.diags().size() == before_graph) parser.check_types(wf, root);  // needs a sound graph
   if (!ctx.diags().empty()) {
     auto& d = ctx.diags();
     std::stable_sort(d.begin(), d.end(), [](const Diagnostic& a, const Diagnostic& b) {

@@ -391,6 +391,37 @@ class PostgresStateStore final : public StateStore {
     });
   }
 
+  json list_runs_page(const json& a) override {
+    require_object(a, "list_runs_page");
+    std::string where = "true";
+    std::vector<Value> params;
+    if (a.contains("workflow_name") && !a["workflow_name"].is_null()) {
+      params.push_back(req_string(a, "workflow_name"));
+      where += " AND workflow_name = $" + std::to_string(params.size());
+    }
+    if (a.contains("status") && !a["status"].is_null())
+      where += " AND " + status_filter(a["status"], "list_runs_page", params);
+    if (a.contains("after") && !a["after"].is_null()) {
+      const json& after = a["after"];
+      if (!after.is_object()) throw_invalid("list_runs_page: 'after' must be {created_at, id}");
+      params.push_back(req_time(after, "created_at"));
+      std::string c = "$" + std::to_string(params.size()) + "::timestamptz";
+      params.push_back(req_string(after, "id"));
+      where +=
+          " AND (created_at < " + c + " OR (created_at = " + c + " AND id > $" + std::to_string(params.size()) + "))";
+    }
+    int64_t limit = std::min<int64_t>(opt_int(a, "limit", 100, 0), INT64_MAX - 1);
+    params.push_back(limit + 1);  // one more row says whether a next page exists
+    std::string order = " ORDER BY created_at DESC, id LIMIT $" + std::to_string(params.size());
+    json runs = pool_->run(Retry::Always, [&](Conn& c) { return fetch(c, kRuns, where + order, params); });
+    json next = nullptr;
+    if (static_cast<int64_t>(runs.size()) > limit) {
+      runs.erase(runs.size() - 1);
+      if (!runs.empty()) next = {{"created_at", runs.back()["created_at"]}, {"id", runs.back()["id"]}};
+    }
+    return {{"runs", std::move(runs)}, {"next", std::move(next)}};
+  }
+
   json update_run(const json& a) override {
     require_object(a, "update_run");
     return update(kRuns, a, false);

@@ -400,6 +400,44 @@ class SqliteStateStore final : public StateStore {
     return {{"runs", std::move(runs)}, {"total", std::get<int64_t>(count.at(0).at(0))}};
   }
 
+  json list_runs_page(const json& a) override {
+    require_object(a, "list_runs_page");
+    std::string where = "1 = 1";
+    std::vector<Value> params;
+    if (a.contains("workflow_name") && !a["workflow_name"].is_null()) {
+      where += " AND workflow_name = ?";
+      params.push_back(req_string(a, "workflow_name"));
+    }
+    if (a.contains("status") && !a["status"].is_null()) {
+      const json& st = a["status"];
+      if (!st.is_array()) throw_invalid("list_runs_page: 'status' must be an array of strings");
+      std::string in;
+      for (const auto& s : st) {
+        if (!s.is_string()) throw_invalid("list_runs_page: 'status' must be an array of strings");
+        in += in.empty() ? "?" : ", ?";
+        params.push_back(s.get<std::string>());
+      }
+      where += in.empty() ? " AND 0" : " AND status IN (" + in + ")";
+    }
+    if (a.contains("after") && !a["after"].is_null()) {
+      const json& after = a["after"];
+      if (!after.is_object()) throw_invalid("list_runs_page: 'after' must be {created_at, id}");
+      std::string c = req_time(after, "created_at"), id = req_string(after, "id");
+      where += " AND (created_at < ? OR (created_at = ? AND id > ?))";
+      params.insert(params.end(), {c, c, id});
+    }
+    int64_t limit = std::min<int64_t>(opt_int(a, "limit", 100, 0), INT64_MAX - 1);
+    params.push_back(limit + 1);  // one more row says whether a next page exists
+    std::lock_guard lk(mu_);
+    json runs = fetch(kRuns, where + " ORDER BY created_at DESC, id ASC LIMIT ?", params);
+    json next = nullptr;
+    if (static_cast<int64_t>(runs.size()) > limit) {
+      runs.erase(runs.size() - 1);
+      if (!runs.empty()) next = {{"created_at", runs.back()["created_at"]}, {"id", runs.back()["id"]}};
+    }
+    return {{"runs", std::move(runs)}, {"next", std::move(next)}};
+  }
+
   json update_run(const json& a) override {
     require_object(a, "update_run");
     return update(kRuns, a, false);

@@ -264,7 +264,7 @@ TEST_P(ObjectConformance, LoadsAsAnObjectPluginThatStreams) {
   EXPECT_FALSE(s().plugin_name().empty());
   EXPECT_FALSE(s().version().empty());
   EXPECT_EQ(s().abi().substr(0, 2), "1.");
-  EXPECT_TRUE(s().streams()) << "put_file/get_file (ABI 1.3) are needed for objects larger than memory";
+  EXPECT_TRUE(s().streams()) << "put_file/get_file (ABI 1.4) are needed for objects larger than memory";
 }
 
 TEST_P(ObjectConformance, PutGetDelete) {

@@ -935,6 +935,71 @@ TEST_P(StateConformance, ListRunsFiltersOrdersAndPages) {
   EXPECT_TRUE(std::is_sorted(created.rbegin(), created.rend()));
 }
 
+// ABI 1.3: keyset pages. Walking `next` visits every run once, newest first, even when runs are added meanwhile.
+TEST_P(StateConformance, ListRunsPageWalksKeysetPagesWithFilters) {
+  std::string wf = "wf-" + uid();
+  int64_t base = ork::now_ms() - 7'200'000;
+  std::vector<json> runs;
+  for (int i = 0; i < 9; ++i) {
+    // Three runs per created_at: the id breaks ties, and a page boundary falls inside a tie.
+    json r = run_record(uid(), wf, i % 3 == 0 ? "failed" : "success", at(base + (i / 3) * 1000));
+    s().create_run({{"run", r}, {"tasks", json::array()}});
+    runs.push_back(r);
+  }
+  std::sort(runs.begin(), runs.end(), [](const json& a, const json& b) {
+    if (a["created_at"] != b["created_at"]) return a["created_at"] > b["created_at"];
+    return a["id"] < b["id"];
+  });
+  std::vector<std::string> want, got;
+  for (const auto& r : runs) want.push_back(r["id"]);
+
+  json args{{"workflow_name", wf}, {"limit", 4}};
+  int pages = 0;
+  while (true) {
+    json page = s().list_runs_page(args);
+    ++pages;
+    ASSERT_TRUE(page.contains("next")) << page.dump();
+    for (const auto& r : page["runs"]) {
+      expect_fields(r, kRunFields, "list_runs_page item");
+      got.push_back(r["id"]);
+    }
+    if (pages == 1) {
+      // A run created after the first page, older than everything: the walk still ends with it, once.
+      json late = run_record(uid(), wf, "success", at(base - 1000));
+      s().create_run({{"run", late}, {"tasks", json::array()}});
+      want.push_back(late["id"]);
+    }
+    if (page["next"].is_null()) break;
+    ASSERT_EQ(page["runs"].size(), 4u);
+    EXPECT_EQ(page["next"]["id"], page["runs"].back()["id"]);
+    EXPECT_EQ(page["next"]["created_at"], page["runs"].back()["created_at"]);
+    args["after"] = page["next"];
+    ASSERT_LT(pages, 10);
+  }
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(pages, 3);
+
+  // An exact multiple of the limit ends with next = null on the last full page, not an empty extra page.
+  json exact = s().list_runs_page({{"workflow_name", wf}, {"limit", 10}});
+  EXPECT_EQ(exact["runs"].size(), 10u);
+  EXPECT_TRUE(exact["next"].is_null());
+
+  json failed = s().list_runs_page({{"workflow_name", wf}, {"status", {"failed"}}, {"limit", 2}});
+  ASSERT_EQ(failed["runs"].size(), 2u);
+  for (const auto& r : failed["runs"]) EXPECT_EQ(r["status"], "failed");
+  json rest = s().list_runs_page({{"workflow_name", wf}, {"status", {"failed"}}, {"after", failed["next"]}});
+  ASSERT_EQ(rest["runs"].size(), 1u);
+  EXPECT_EQ(rest["runs"][0]["status"], "failed");
+  EXPECT_TRUE(rest["next"].is_null());
+  EXPECT_TRUE(s().list_runs_page({{"workflow_name", wf}, {"status", json::array()}})["runs"].empty());
+
+  EXPECT_EQ(code_of([&] {
+              s().list_runs_page({{"after", {{"created_at", "yesterday"}, {"id", uid()}}}});
+            }),
+            ORK_ERR_INVALID);
+  EXPECT_EQ(code_of([&] { s().list_runs_page({{"status", "failed"}}); }), ORK_ERR_INVALID);
+}
+
 TEST_P(StateConformance, ListRunsDefaultsToAHundred) {
   std::string wf = "wf-" + uid();
   for (int i = 0; i < 105; ++i) s().create_run({{"run", run_record(uid(), wf)}, {"tasks", json::array()}});

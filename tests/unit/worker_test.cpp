@@ -332,6 +332,49 @@ TEST_F(WorkerTest, SpecEnvAndContextVariablesReachTheTaskButSecretsAreNotLogged)
   EXPECT_EQ(r.status.dump().find(secret), std::string::npos);
 }
 
+TEST_F(WorkerTest, SecretsFromTheHostReachTheTaskMaskedEverywhere) {
+  const std::string token = "tk-51e0c9d2-secret", multi = "line-one-9a8b\nline-two-7c6d";
+  json secrets = {{"env", {{"TOKEN", token}}},
+                  {"files", {{{"name", "sa"}, {"path", "creds/sa.json"}, {"value", multi}}}}};
+  auto r = run(make_spec({{"env", {{"PLAIN", "p"}}},
+                          {"command",
+                           "f=\"$ORK_SECRETS_DIR/creds/sa.json\"; echo \"dir $ORK_SECRETS_DIR\" > secrets_dir; "
+                           "stat -c %a \"$f\" > mode; echo \"token $TOKEN\"; echo \"first $(head -n1 \"$f\")\"; echo "
+                           "\"second $(tail -n1 \"$f\")\"; "
+                           "echo \"host: ${ORK_SECRET_OTHER:-none} bundle: ${ORK_TASK_SECRETS:-none}\"; "
+                           "echo \"{\\\"t\\\": \\\"$TOKEN\\\", \\\"p\\\": \\\"$PLAIN\\\"}\""}}),
+               {{"ORK_TASK_SECRETS", secrets.dump()}, {"ORK_SECRET_OTHER", "host-only-value"}});
+  EXPECT_SUCCESS(r);
+  EXPECT_EQ(*r.output, json({{"t", "***"}, {"p", "p"}}));
+  EXPECT_NE(r.log.find("token ***"), std::string::npos) << r.log;
+  EXPECT_NE(r.log.find("token ***\nfirst ***\nsecond ***\n"), std::string::npos)
+      << r.log;  // each line of a multi-line secret
+  EXPECT_NE(r.log.find("host: none bundle: none"), std::string::npos) << r.log;
+  EXPECT_EQ(read_text(project_ / "mode"), "600\n");
+  std::string dir = read_text(project_ / "secrets_dir").substr(4);
+  dir.pop_back();
+  EXPECT_FALSE(fs::exists(dir)) << "secret files are removed after the attempt";
+  for (const std::string& s : {token, std::string("line-one-9a8b"), std::string("line-two-7c6d")}) {
+    EXPECT_EQ(r.log.find(s), std::string::npos) << s;
+    EXPECT_EQ(r.worker_stderr.find(s), std::string::npos) << s;
+    EXPECT_EQ(r.output->dump().find(s), std::string::npos) << s;
+  }
+}
+
+TEST_F(WorkerTest, SecretsInAFailureAreMasked) {
+  auto r = run(make_spec({{"command", "echo \"login failed for $TOKEN\" >&2; exit 4"}}),
+               {{"ORK_TASK_SECRETS", json{{"env", {{"TOKEN", "pw-3e1f"}}}}.dump()}});
+  EXPECT_FAILED(r, "exit_code");
+  EXPECT_EQ(r.status.dump().find("pw-3e1f"), std::string::npos) << r.status.dump();
+  EXPECT_NE(r.status.dump().find("login failed for ***"), std::string::npos) << r.status.dump();
+}
+
+TEST_F(WorkerTest, BadSecretBundleIsAUsageError) {
+  auto r = run(make_spec({{"command", "true"}}), {{"ORK_TASK_SECRETS", "not json"}});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.worker_stderr.find("ORK_TASK_SECRETS must be a JSON object"), std::string::npos) << r.worker_stderr;
+}
+
 TEST_F(WorkerTest, TimeoutKillsTheTaskQuickly) {
   auto r = run(make_spec({{"timeout_seconds", 1}, {"command", "sleep 30"}}));
   EXPECT_FAILED(r, "timeout");

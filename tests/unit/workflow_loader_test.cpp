@@ -210,7 +210,7 @@ TEST(WorkflowLoader, FullWorkflowParsesEveryField) {
   EXPECT_EQ(n.resources.memory_mb, 0);
   EXPECT_TRUE(n.env.empty());
   EXPECT_TRUE(n.secrets.empty());
-  EXPECT_EQ(n.output_type, std::nullopt);
+  EXPECT_TRUE(n.output_type.is_null());
   EXPECT_TRUE(n.validate_output);
   EXPECT_EQ(n.loc.line, 63);
 
@@ -321,7 +321,7 @@ TEST(WorkflowModelJson, RoundTripIsExact) {
   EXPECT_EQ(back.tasks[3].on_failure, OnFailure::Run);
   EXPECT_EQ(back.tasks[1].concurrency, 8);
   EXPECT_EQ(back.tasks[4].concurrency, std::nullopt);
-  EXPECT_EQ(back.tasks[4].output_type, std::nullopt);
+  EXPECT_TRUE(back.tasks[4].output_type.is_null());
 }
 
 TEST(WorkflowModelJson, Shape) {
@@ -550,8 +550,10 @@ TEST(WorkflowErrors, OutputType) {
   EXPECT_NO_THROW(load(base + "    output: list[Report]\n"));
   EXPECT_NO_THROW(load(base + "    output: int\n"));
   EXPECT_NO_THROW(load(base + "    output: types.Report\n"));
-  // Without `types:` any name is accepted.
-  EXPECT_NO_THROW(load(with_task("    output: Anything\n")));
+  // Every name must be declared or builtin, with or without `types:`.
+  expect_error(with_task("    output: Anything\n"), 5, 13, "tasks.a.output", "unknown type 'Anything'");
+  expect_error(with_task("    output: list[strng]\n"), 5, 13, "tasks.a.output",
+               "unknown type 'strng' (did you mean 'str'?) in 'list[strng]'");
 }
 
 TEST(WorkflowErrors, Inputs) {

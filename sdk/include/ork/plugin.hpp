@@ -92,6 +92,8 @@ class StateStore : public PluginBase {
   virtual json put_schedule(const json& a) = 0;
   virtual json claim_schedule(const json& a) = 0;
   virtual json add_task_runs(const json& a) = 0;
+  // Since ABI 1.3. Plugins that do not override it answer UNSUPPORTED and the host falls back to list_runs.
+  virtual json list_runs_page(const json&) { throw_unsupported("list_runs_page is not implemented"); }
 };
 
 class ObjectStore : public PluginBase {
@@ -100,7 +102,7 @@ class ObjectStore : public PluginBase {
   virtual void put(const std::string& key, std::string_view data, const json& opts) = 0;
   virtual void del(const std::string& key) = 0;
   virtual std::vector<std::string> list(const std::string& prefix) = 0;
-  // Streaming (ABI 1.3): the object from / to a local file in bounded memory. get_file returns false when the key
+  // Streaming (ABI 1.4): the object from / to a local file in bounded memory. get_file returns false when the key
   // does not exist (leaving `path` untouched). Not overridden: UNSUPPORTED, and the host goes through memory.
   virtual void put_file(const std::string& key, const std::string& path, const json& opts) {
     (void)key, (void)path, (void)opts;
@@ -226,7 +228,7 @@ const ork_plugin_descriptor* state_descriptor(const char* name, const char* vers
                                    &json_call<B, &B::acquire_lease>,   &json_call<B, &B::renew_lease>,
                                    &json_call<B, &B::release_lease>,   &json_call<B, &B::get_due_schedules>,
                                    &json_call<B, &B::put_schedule>,    &json_call<B, &B::claim_schedule>,
-                                   &json_call<B, &B::add_task_runs>};
+                                   &json_call<B, &B::add_task_runs>,   &json_call<B, &B::list_runs_page>};
   return make_descriptor<T>(ORK_KIND_STATE, name, version, &vt);
 }
 
