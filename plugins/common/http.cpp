@@ -164,6 +164,7 @@ HttpResponse HttpClient::send(const HttpRequest& req, const Prepare& prepare) co
     std::chrono::milliseconds wait{0};
     try {
       HttpResponse resp = send_once(r);
+      resp.attempts = attempt;
       if (!retryable_status(resp.status) || attempt >= attempts) return resp;
       if (std::string ra = resp.header("retry-after"); !ra.empty() && std::isdigit(static_cast<unsigned char>(ra[0])))
         wait = std::chrono::milliseconds(std::min<long>(std::stol(ra), 60) * 1000);

@@ -32,6 +32,7 @@ struct HttpResponse {
   int status = 0;
   Headers headers;   // names lowercased
   std::string body;  // empty when the body went to response_file
+  int attempts = 1;  // how many were sent: > 1 means an earlier attempt may have taken effect
   std::string header(std::string_view name) const;
   bool ok() const { return status >= 200 && status < 300; }
 };

@@ -211,8 +211,13 @@ class AzureObjectStore : public ork::ObjectStore {
     if (static_cast<int64_t>(src.size()) <= threshold_) {
       Headers h{{"x-ms-blob-type", "BlockBlob"}, {"Content-Type", type}};
       if (exclusive) h.emplace_back("If-None-Match", "*");
-      HttpResponse r = call("PUT", blob_url(key), src.read(0, src.size(), scratch), h);
+      std::string_view body = src.read(0, src.size(), scratch);
+      HttpResponse r = call("PUT", blob_url(key), body, h);
       if (r.ok()) return;
+      // A conflict after a retry: the first attempt may have created it (its answer lost). Ours if the bytes match.
+      if (exclusive && (r.status == 409 || r.status == 412) && r.attempts > 1 &&
+          call("HEAD", blob_url(key)).header("content-md5") == base64_encode(md5(body)))
+        return;
       if (exclusive && (r.status == 409 || r.status == 412)) conflict(key);
       fail(r, "put " + key);
     }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "crypto.hpp"
 #include "google_auth.hpp"
 #include "http.hpp"
 #include "object_support.hpp"
@@ -223,9 +224,11 @@ class GcsObjectStore : public ork::ObjectStore {
     if (exclusive) base += "&ifGenerationMatch=0";
     std::string scratch;
     if (static_cast<int64_t>(src.size()) <= threshold_) {
-      HttpResponse r =
-          call("POST", base + "&uploadType=media", src.read(0, src.size(), scratch), {{"Content-Type", type}});
+      std::string_view body = src.read(0, src.size(), scratch);
+      HttpResponse r = call("POST", base + "&uploadType=media", body, {{"Content-Type", type}});
       if (r.ok()) return;
+      // 412 after a retry: the first attempt may have created it (its answer lost). Ours if the bytes match.
+      if (r.status == 412 && r.attempts > 1 && stored_md5(key) == base64_encode(md5(body))) return;
       if (r.status == 412) ork::throw_conflict("object-gcs: '" + key + "' already exists");
       fail(r, "put " + key);
     }
@@ -260,6 +263,13 @@ class GcsObjectStore : public ork::ObjectStore {
       if (stalls > 3) throw std::runtime_error("object-gcs: the resumable upload of " + key + " makes no progress");
       off = next;
     }
+  }
+
+  // The object's md5Hash (base64), "" when missing.
+  std::string stored_md5(const std::string& key) {
+    HttpResponse r = call("GET", object_url(key, "fields=md5Hash"));
+    json j = json::parse(r.body, nullptr, false);
+    return r.ok() && j.is_object() ? j.value("md5Hash", "") : "";
   }
 
   void ensure_bucket(const std::string& project) {

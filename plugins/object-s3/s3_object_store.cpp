@@ -217,6 +217,8 @@ class S3ObjectStore : public ork::ObjectStore {
       for (int attempt = 0;; ++attempt) {
         HttpResponse r = call("PUT", object_url(key), body, h);
         if (r.ok()) return;
+        // 412 after a retry: the first attempt may have created it (its answer lost). Ours if the bytes match.
+        if (r.status == 412 && r.attempts > 1 && stored_md5_hex(key) == hex(md5(body))) return;
         if (r.status == 412) ork::throw_conflict("object-s3: '" + key + "' already exists");
         if (r.status == 409 && exclusive && attempt < 5) continue;  // ConditionalRequestConflict: retry
         fail(r, "put " + key);
@@ -258,6 +260,14 @@ class S3ObjectStore : public ork::ObjectStore {
       }
       throw;
     }
+  }
+
+  // The ETag of a single-part object is the hex MD5 of its bytes; "" when missing or multipart.
+  std::string stored_md5_hex(const std::string& key) {
+    HttpResponse head = call("HEAD", object_url(key));
+    std::string etag = head.header("etag");
+    if (!head.ok() || etag.size() < 2) return "";
+    return etag.front() == '"' ? etag.substr(1, etag.size() - 2) : etag;
   }
 
   void ensure_bucket() {

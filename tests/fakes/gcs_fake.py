@@ -27,7 +27,8 @@ registered with POST /_fake/trust {"n": hex, "e": int}; GET /computeMetadata/v1/
 Buckets named with POST /_fake/auth {"bucket": B} then refuse requests without a bearer token issued here (401).
 
 Test controls (not GCS): POST /_fake/faults {"status": 503, "count": 2, "match": "/o/"} answers the next `count`
-requests whose path contains `match` with `status` (and a Retry-After: 0 on 429/503); GET /_fake/stats.
+requests whose path contains `match` with `status` (and a Retry-After: 0 on 429/503); with "after": true an upload
+is committed first and only its answer replaced (a lost response); GET /_fake/stats.
 Objects are stored under --data (one file each); metadata lives in memory.
 
 Usage: gcs_fake.py --port N --data DIR [--host 127.0.0.1]   (prints "ready <port>" once listening)
@@ -138,6 +139,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self):
         st = self.store
+        self.fault_after = None  # one handler serves every request of a keep-alive connection
         url = urlsplit(self.path)
         path = url.path
         q = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
@@ -146,6 +148,9 @@ class Handler(BaseHTTPRequestHandler):
             for f in st.faults:
                 if f["count"] > 0 and f.get("match", "") in path and not path.startswith("/_fake/"):
                     f["count"] -= 1
+                    if f.get("after"):  # do the work, then lose the answer
+                        self.fault_after = f["status"]
+                        break
                     self.read_body_to(open(os.devnull, "wb"))
                     hdr = {"Retry-After": "0"} if f["status"] in (429, 503) else {}
                     return self.send_json(f["status"], error_body(f["status"], "injected fault", "backendError"), hdr)
@@ -191,7 +196,7 @@ class Handler(BaseHTTPRequestHandler):
             f = json.loads(self.read_body_to() or b"{}")
             with st.lock:
                 st.faults.append({"status": int(f.get("status", 503)), "count": int(f.get("count", 1)),
-                                  "match": f.get("match", "")})
+                                  "match": f.get("match", ""), "after": bool(f.get("after", False))})
             return self.send_json(200, {"ok": True})
         if path == "/_fake/trust" and self.command == "POST":
             k = json.loads(self.read_body_to() or b"{}")
@@ -386,6 +391,10 @@ class Handler(BaseHTTPRequestHandler):
                     "md5Hash": base64.b64encode(md5).decode(), "updated": now_rfc3339(), "path": final}
             b["objects"][name] = meta
             resource = self.object_resource(bucket, meta)
+        if getattr(self, "fault_after", None):
+            status, self.fault_after = self.fault_after, None
+            return self.send_json(status, error_body(status, "injected fault after the commit", "backendError"),
+                                  {"Retry-After": "0"})
         if old:
             # Readers that opened the old file keep reading it; the name is gone from now on.
             try:

@@ -279,6 +279,22 @@ TEST(Gcs, ResumableUploadInSmallChunks) {
             std::string::npos);
 }
 
+TEST(Gcs, ConditionalCreateWhoseAnswerWasLostIsStillOurs) {
+  auto s = open("ork-object-gcs", gcs_cfg());
+  std::string k = ns() + "lost-answer.json";
+  // The upload is committed, then answered 503; the retry meets 412 and the plugin finds its own bytes there.
+  fake_call("POST", "/_fake/faults", {{"status", 503}, {"count", 1}, {"match", "/upload/"}, {"after", true}});
+  s->put(k, R"({"mine": true})", {{"if_none_match", true}});
+  EXPECT_EQ(s->get(k).value_or(""), R"({"mine": true})");
+  EXPECT_EQ(fake_call("GET", "/_fake/stats")["faults_left"], 0);
+  // Someone else's object under the same lost-answer pattern stays a conflict.
+  std::string other = ns() + "lost-other.json";
+  s->put(other, "theirs");
+  fake_call("POST", "/_fake/faults", {{"status", 503}, {"count", 1}, {"match", "/upload/"}, {"after", true}});
+  EXPECT_EQ(code_of([&] { s->put(other, "mine", {{"if_none_match", true}}); }), ORK_ERR_CONFLICT);
+  EXPECT_EQ(s->get(other).value_or(""), "theirs");
+}
+
 // A fresh RSA key as a service-account JSON key file whose token_uri is the fake's /token; the fake is told to
 // trust the public key, so the whole exchange (RS256 JWT -> access token -> bearer on every request) is checked.
 std::string service_account_key(const std::string& dir) {
