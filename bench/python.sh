@@ -7,6 +7,7 @@
 # Usage: bench/python.sh [build-dir]   env: BENCH_RUNS (3), BENCH_PY_TASKS (200), ORK_PYTHON (interpreter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 root="$PWD"
 build="${1:-build}"
 case "$build" in /*) ;; *) build="$root/$build" ;; esac
@@ -103,12 +104,4 @@ rows=(
   "floor: $n x \`python -c 'from pydantic import BaseModel'\`, 2 in flight|xargs -P2 ($pyver)|$floor_tps|tasks/s|$(vs "$floor_tps")|-|$(all_tps "${all[floor]}")"
 )
 notes=("W7: a \`foreach\` of $n Python @task tasks with pydantic Input/Output models, ORK_MAX_ACTIVE_TASKS=2, $pyver; \`ork-host run\` wall time (host start and the listing task included). The fork-server is started by the first task of the first run and reused by the later runs; without it every task starts an interpreter and imports pydantic. Fork-server speed-up: $(printf '%.1f' "$(echo "${med[spawn]} / ${med[warm]}" | bc -l)")x.")
-# Rows and notes go to the files of bench/all.sh (one table for every workload), or to a table of their own.
-if [ -n "${BENCH_ROWS:-}" ]; then
-  printf '%s\n' "${rows[@]}" >> "$BENCH_ROWS"
-  printf '%s\n' "${notes[@]}" >> "$BENCH_NOTES"
-else
-  printf '%s\n' "${rows[@]}" > "$work/rows"
-  printf '%s\n' "${notes[@]}" > "$work/notes"
-  bench/report.sh "$work/rows" "$work/notes" "$runs"
-fi
+publish_rows "$runs"

@@ -248,3 +248,18 @@ TEST(RunE2E, RustTaskExampleFeedsAShellTask) {
                                         {"top", {{{"word", "the"}, {"count", 3}}, {{"word", "dog"}, {"count", 2}}}}}));
   EXPECT_EQ(t["report"]["output"], json({{"summary", "13 words, 10 distinct, top the"}}));
 }
+
+TEST(RunE2E, PolyglotExampleShellRustCppPythonInOneRun) {
+  Env e;
+  auto r = run(e.prefix() + "ORK_RUST_CACHE=" + e.dir / "rust-cache" + " ORK_CPP_CACHE=" + e.dir / "cpp-cache" +
+               " CARGO_TARGET_DIR=" + ORK_BINARY_DIR + "/rust-task-target " + kHost + " run " + ORK_SOURCE_DIR +
+               "/examples/polyglot/workflow.yaml 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto t = e.last_run_tasks();
+  EXPECT_EQ(t["_run"]["status"], "success");
+  EXPECT_EQ(t["count"]["output"]["words"], 13);
+  EXPECT_EQ(t["double"]["output"], json({{"label", "words"}, {"total", 26}, {"attempt", 1}}));
+  EXPECT_EQ(t["summarize"]["output"],
+            json({{"line", "13 words (11 distinct, doubled 26), top 'and'"}, {"ratio", 0.846}}));
+  EXPECT_NE(r.output.find("13 words (11 distinct, doubled 26)"), std::string::npos) << r.output;
+}
