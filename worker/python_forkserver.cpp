@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
@@ -28,6 +29,8 @@ extern char** environ;
 namespace ork::worker {
 
 namespace {
+
+namespace fs = std::filesystem;
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
@@ -362,6 +365,7 @@ Attempt run_once(const ForkServerTask& t, int sock, TaskLog& log, SignalWatch& s
     deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(t.timeout_seconds));
   pid_t pid = -1;
   bool finished = false, sock_open = true, cancel_pending = false, lost = false;
+  bool orphan_check = false, logged_any = false;
   int exit_code = 0, sig = 0;
   std::string replies;
   std::vector<char> buf(64 * 1024);
@@ -374,6 +378,7 @@ Attempt run_once(const ForkServerTask& t, int sock, TaskLog& log, SignalWatch& s
       return;
     }
     std::string_view chunk(buf.data(), static_cast<size_t>(n));
+    logged_any = true;
     log.append(chunk);
     keep_tail(is_stdout ? r.stdout_tail : r.stderr_tail, chunk, is_stdout ? kStdoutKeep : kStderrKeep);
   };
@@ -387,7 +392,20 @@ Attempt run_once(const ForkServerTask& t, int sock, TaskLog& log, SignalWatch& s
   for (;;) {
     auto now = Clock::now();
     if (finished && ((!out_r && !err_r) || now >= drain_until)) break;
-    if (pid < 0 && now >= answer_by) {
+    if (orphan_check && !out_r && !err_r) {
+      auto result = get(t.env, "ORK_TASK_RESULT");
+      std::error_code ec;
+      if (!logged_any && (result.empty() || fs::file_size(result, ec) == 0 || ec)) {
+        why = "the fork-server closed the connection before starting the task";
+        return Attempt::retry;
+      }
+      log.note("python fork-server exited after starting the task; its exit status is unknown");
+      r.end = ProcessResult::End::signaled;
+      r.signal = SIGKILL;
+      r.exit_code = 128 + SIGKILL;
+      return Attempt::ran;  // the runner's result file, if any, says how the task ended
+    }
+    if (pid < 0 && !orphan_check && now >= answer_by) {
       why = "no answer from the fork-server";
       return Attempt::unusable;
     }
@@ -456,8 +474,10 @@ Attempt run_once(const ForkServerTask& t, int sock, TaskLog& log, SignalWatch& s
       if (n <= 0) {
         sock_open = false;
         if (pid < 0) {
-          why = "the fork-server closed the connection before starting the task";
-          return Attempt::retry;
+          // Gone before it told us a pid: it may still have forked the task. Only the task holds the write ends of
+          // its output pipes now, so they hang up once no task runs; it then either left a result (it ran) or not.
+          orphan_check = true;
+          continue;
         }
         if (!finished) {  // the server died under a running task: it cannot report an exit status any more
           log.note("python fork-server exited while the task was running: stopping the task");
