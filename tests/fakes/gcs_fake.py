@@ -293,6 +293,14 @@ class Handler(BaseHTTPRequestHandler):
                 return
             meta = b["objects"].get(name)
             meta = dict(meta) if meta else None
+            # Open this generation's file under the lock: a concurrent write removes the old file once it has
+            # published the new one, and GCS never answers a read of a live object with 404.
+            media = None
+            if meta is not None and self.command == "GET" and q.get("alt") == "media":
+                try:
+                    media = open(meta["path"], "rb")
+                except OSError:
+                    media = None
         if meta is None:
             return self.send_error_json(404, f"No such object: {bucket}/{name}", "notFound")
         if self.command == "DELETE":
@@ -310,11 +318,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_error_json(405, "Method not allowed", "methodNotAllowed")
         if q.get("alt") != "media":
             return self.send_json(200, self.object_resource(bucket, meta))
-        try:
-            f = open(meta["path"], "rb")  # the file of this generation: a later write goes to another file
-        except OSError:
+        if media is None:
             return self.send_error_json(404, f"No such object: {bucket}/{name}", "notFound")
-        with f:
+        with media as f:
             self.send_response(200)
             self.send_header("Content-Type", meta["contentType"])
             self.send_header("Content-Length", str(meta["size"]))
