@@ -5,6 +5,7 @@
 # Usage: bench/api.sh [build-dir]   env: BENCH_SECONDS (10), BENCH_CONNECTIONS (50), BENCH_THREADS (2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 build="${1:-build}"
 host="$PWD/$build/bin/ork-host"
 secs="${BENCH_SECONDS:-10}"
@@ -76,13 +77,12 @@ measure "$url/api/v1/runs?limit=50"; nc_rps=$rps nc_p50=$p50 nc_p99=$p99
 stop_server
 
 verdict() { if awk -v r="$1" -v t="$target" 'BEGIN {exit !(r >= t)}'; then echo PASS; else echo FAIL; fi; }
-echo
-echo "wrk -t$wthreads -c$conns -d${secs}s on loopback; ork-host serve with 2 API threads (ORK_API_THREADS), SQLite state;"
-echo "50 runs in the store, the response is $bytes bytes."
-echo
-echo "| request | req/s | p50 | p99 | target | result |"
-echo "|---|---|---|---|---|---|"
-echo "| GET /api/v1/runs?limit=50 (defaults: loopback, no key) | $api_rps | $api_p50 | $api_p99 | >= $target req/s | $(verdict "$api_rps") |"
-echo "| GET /api/v1/runs?limit=50 with an API key (auth on) | $key_rps | $key_p50 | $key_p99 | >= $target req/s | $(verdict "$key_rps") |"
-echo "| GET /api/v1/runs?limit=50, list cache off (ORK_API_CACHE_MS=0) | $nc_rps | $nc_p50 | $nc_p99 | report | - |"
-echo "| baseline: static file of the same size, same server | $st_rps | $st_p50 | $st_p99 | report | - |"
+v="ork $(git describe --always --dirty 2> /dev/null || echo '?')"
+rows=(
+  "W6 GET /api/v1/runs?limit=50 (defaults: loopback, no key)|$v|$api_rps|req/s|-|>= $target req/s: $(verdict "$api_rps") (p50 $api_p50, p99 $api_p99)|"
+  "W6 GET /api/v1/runs?limit=50 with an API key (auth on)|$v|$key_rps|req/s|-|>= $target req/s: $(verdict "$key_rps") (p50 $key_p50, p99 $key_p99)|"
+  "W6 GET /api/v1/runs?limit=50, list cache off (ORK_API_CACHE_MS=0)|$v|$nc_rps|req/s|-|report (p50 $nc_p50, p99 $nc_p99)|"
+  "W6 baseline: a static file of the same size, same server|$v|$st_rps|req/s|-|report (p50 $st_p50, p99 $st_p99)|"
+)
+notes=("W6: wrk -t$wthreads -c$conns -d${secs}s on loopback; ork-host serve with 2 API threads (ORK_API_THREADS), SQLite state, 50 runs in the store, a $bytes-byte response. One run of wrk per row (wrk reports its own averages).")
+publish_rows 1

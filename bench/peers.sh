@@ -11,6 +11,7 @@
 #        BENCH_TOOLS="ork make ..." (a subset)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 root="$PWD"
 build="${1:-build}"
 case "$build" in /*) ;; *) build="$root/$build" ;; esac
@@ -385,11 +386,4 @@ rows+=("floor: posix_spawn /bin/true x $N1, 2 in flight|spawn_floor.cpp (g++ -O2
 
 notes+=("W1-W3: task body \`true\` everywhere (make execs it without a shell; snakemake runs \`true; touch {output}\` because its jobs must create their output; Celery's task runs \`subprocess.run([\"true\"])\`). Times include tool start-up, except Celery's worker and Redis, started once before the runs as a deployed Celery would be (its client's start-up is included).")
 # Rows and notes go to the files of bench/all.sh (one table for every workload), or to a table of their own.
-if [ -n "${BENCH_ROWS:-}" ]; then
-  printf '%s\n' "${rows[@]}" >> "$BENCH_ROWS"
-  printf '%s\n' "${notes[@]}" >> "$BENCH_NOTES"
-else
-  printf '%s\n' "${rows[@]}" > "$work/rows"
-  printf '%s\n' "${notes[@]}" > "$work/notes"
-  bench/report.sh "$work/rows" "$work/notes" "$runs"
-fi
+publish_rows "$runs"

@@ -4,6 +4,7 @@
 # Usage: bench/scheduler.sh [build-dir]   env: BENCH_ITEMS (10000), BENCH_IDLE_SECONDS (60), BENCH_RUNS (3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 build="${1:-build}"
 host="$PWD/$build/bin/ork-host"
 items="${BENCH_ITEMS:-10000}"
@@ -67,11 +68,4 @@ rows=(
   "W5 idle \`ork-host serve\`, ${idle_s} s: wakeups (context switches, all threads)|$version|$wakeups|/s|-|0 /s: $(verdict "$wakeups == 0")|"
 )
 notes=("W4/W5: W4 is one \`ork-host run\`, median of $runs; W5 reads /proc of an idle \`ork-host serve\` after 2 s of start-up.")
-if [ -n "${BENCH_ROWS:-}" ]; then
-  printf '%s\n' "${rows[@]}" >> "$BENCH_ROWS"
-  printf '%s\n' "${notes[@]}" >> "$BENCH_NOTES"
-else
-  printf '%s\n' "${rows[@]}" > "$work/rows"
-  printf '%s\n' "${notes[@]}" > "$work/notes"
-  bench/report.sh "$work/rows" "$work/notes" "$runs"
-fi
+publish_rows "$runs"

@@ -21,6 +21,9 @@
 #include <thread>
 #include <variant>
 
+#include "project_config.hpp"
+#include "python_forkserver.hpp"
+
 #ifndef ORK_SOURCE_DIR
 #define ORK_SOURCE_DIR ""
 #endif
@@ -747,8 +750,10 @@ std::string python_sdk_dir(const EnvMap& env) {
   return std::string(ORK_SOURCE_DIR) + "/sdk/python";
 }
 
-TaskOutcome run_python(const json& spec, const std::string& base_dir, EnvMap env, TaskLog& log, SignalWatch& signals) {
-  if (str(spec, "file").empty() && str(spec, "function").empty())
+// `python`: a @task file or a `function:`, or (with `custom`) a task of a Python @executor class from ork.yaml.
+TaskOutcome run_python(const json& spec, const std::string& base_dir, EnvMap env, TaskLog& log, SignalWatch& signals,
+                       const CustomExecutor* custom = nullptr) {
+  if (!custom && str(spec, "file").empty() && str(spec, "function").empty())
     return failure("spec_error", "a python task needs `file` or `function`");
   TempDir tmp;
   const std::string req_file = tmp.file("request.json"), res_file = tmp.file("result.json");
@@ -760,19 +765,35 @@ TaskOutcome run_python(const json& spec, const std::string& base_dir, EnvMap env
                   {"function", spec.value("function", json())},
                   {"input", spec.value("input", json())},
                   {"context", context}};
+  if (custom) {
+    request["executor"] = {{"name", custom->name}, {"type", custom->type}, {"config", custom->config}};
+    request["config_file"] = spec.value("config_file", json());
+    request["upstream"] = spec.value("upstream", json::object());
+  }
   write_file(req_file, dump(request));
 
   const std::string python = python_interpreter(env), sdk = python_sdk_dir(env);
   auto old_path = lookup(env, "PYTHONPATH");
-  env["PYTHONPATH"] = sdk + ":" + base_dir + (old_path ? ":" + *old_path : "");
+  std::string path = sdk + ":" + base_dir;
+  if (custom && custom->project_dir != base_dir) path += ":" + custom->project_dir;
+  env["PYTHONPATH"] = path + (old_path ? ":" + *old_path : "");
+  if (custom) log.note("executor '" + custom->name + "': " + custom->type + " (" + custom->source + ")");
   env["ORK_TASK_REQUEST"] = req_file;
   env["ORK_TASK_RESULT"] = res_file;
   if (!lookup(env, "PYTHONUNBUFFERED")) env["PYTHONUNBUFFERED"] = "1";
-  log.note("python: " + python + " -m ork.runner (sdk " + sdk + ")");
+  const bool warm = forkserver_enabled(env);
+  log.note("python: " + python + " -m ork.runner (sdk " + sdk + (warm ? ", fork-server" : "") + ")");
 
   const double timeout = timeout_of(spec);
   ProcessSpec ps = process_spec({python, "-m", "ork.runner"}, env, base_dir, std::nullopt, timeout);
-  ProcessResult r = run_process(ps, log, signals);
+  std::optional<ProcessResult> forked;
+  if (warm) {
+    std::string why;
+    forked = run_in_forkserver({python, sdk, env, base_dir, timeout, ps.timeout_grace_ms, ps.cancel_grace_ms}, log,
+                               signals, why);
+    if (!forked) log.note("python fork-server not used (" + why + "): starting the interpreter");
+  }
+  ProcessResult r = forked ? std::move(*forked) : run_process(ps, log, signals);
   using End = ProcessResult::End;
   if (r.end == End::timed_out || r.end == End::cancelled || r.end == End::spawn_failed)
     return process_failure(r, "python (" + python + ")", timeout);
@@ -820,11 +841,36 @@ TaskOutcome run_runtime(const json& spec, TaskLog& log, SignalWatch& signals) {
     if (base_dir.empty()) base_dir = fs::current_path().string();
     std::error_code ec;
     if (!fs::is_directory(base_dir, ec)) return failure("spec_error", "base_dir is not a directory: " + base_dir);
-    if (executor == "shell" || executor == "process") return run_shell(spec, base_dir, task_env(spec), log, signals);
-    if (executor == "python") return run_python(spec, base_dir, task_env(spec), log, signals);
-    if (executor == "cpp") return run_cpp(spec, base_dir, task_env(spec), log, signals);
-    if (executor == "rust") return run_rust(spec, base_dir, task_env(spec), log, signals);
-    return failure("spec_error", "unknown executor '" + executor + "' (this worker runs: shell, python, cpp, rust)");
+    EnvMap env = task_env(spec);
+    if (executor == "container")  // a plain image: container executors run it themselves, never through ork-worker
+      return failure("spec_error", "task '" + str(spec, "task_name") + "' runs the image '" + str(spec, "image") +
+                                       "': it needs a container executor (docker, cloudrun, fargate, k8s); "
+                                       "ork-worker runs shell, python, cpp, rust and custom executor tasks");
+    std::optional<CustomExecutor> custom;
+    if (executor != "shell" && executor != "process" && executor != "python" && executor != "cpp" &&
+        executor != "rust") {
+      const std::string config = find_project_config(base_dir, env);
+      const std::string builtins = "not a built-in runtime (shell, python, cpp, rust)";
+      if (config.empty())
+        return failure("spec_error", "unknown executor '" + executor + "': " + builtins +
+                                         ", and no ork.yaml defines it (none found from " + base_dir +
+                                         " upwards; ORK_PROJECT_CONFIG names one)");
+      try {
+        custom = load_custom_executor(config, executor);
+      } catch (const std::exception& e) {
+        return failure("spec_error", e.what());
+      }
+      if (!custom)
+        return failure("spec_error", "unknown executor '" + executor + "': " + builtins +
+                                         ", and not under 'executors:' in " + config);
+      if (custom->type.find(':') != std::string::npos)
+        return run_python(spec, base_dir, std::move(env), log, signals, &*custom);
+      executor = custom->type;  // an alias of a built-in runtime
+    }
+    if (executor == "shell" || executor == "process") return run_shell(spec, base_dir, std::move(env), log, signals);
+    if (executor == "python") return run_python(spec, base_dir, std::move(env), log, signals);
+    if (executor == "cpp") return run_cpp(spec, base_dir, std::move(env), log, signals);
+    return run_rust(spec, base_dir, std::move(env), log, signals);
   } catch (const std::exception& e) {
     return failure("worker_error", e.what());
   }

@@ -37,23 +37,6 @@ std::string random_bytes_hex(size_t n) {
   return to_hex(b.data(), n);
 }
 
-std::string base64url(const unsigned char* p, size_t n) {
-  static const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (size_t i = 0; i < n; ++i) {
-    acc = (acc << 8) | p[i];
-    bits += 8;
-    while (bits >= 6) {
-      out += a[(acc >> (bits - 6)) & 63];
-      bits -= 6;
-    }
-  }
-  if (bits > 0) out += a[(acc << (6 - bits)) & 63];
-  return out;
-}
-
 struct LockFile {
   int fd = -1;
   explicit LockFile(const std::string& path) {
@@ -166,7 +149,7 @@ std::pair<ApiKeyInfo, std::string> ApiKeyStore::create(Scope scope, const std::s
     std::string key = "ork_";
     key += r.info.id;
     key += '_';
-    key += base64url(secret, sizeof secret);
+    key += ork::base64url_encode(std::string_view(reinterpret_cast<const char*>(secret), sizeof secret));
     OPENSSL_cleanse(secret, sizeof secret);
     r.salt_hex = random_bytes_hex(16);
     r.hash_hex = api_key_hash(r.salt_hex, key);

@@ -68,53 +68,6 @@ Response error_from(const std::exception& e) {
   return error_response(500, "internal", "internal error (details in the host log)");
 }
 
-namespace {
-
-std::string base64url_encode(const std::string& in) {
-  static const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      out += a[(acc >> (bits - 6)) & 63];
-      bits -= 6;
-    }
-  }
-  if (bits > 0) out += a[(acc << (6 - bits)) & 63];
-  return out;
-}
-
-std::optional<std::string> base64url_decode(const std::string& in) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v;
-    if (c >= 'A' && c <= 'Z')
-      v = c - 'A';
-    else if (c >= 'a' && c <= 'z')
-      v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9')
-      v = c - '0' + 52;
-    else if (c == '-')
-      v = 62;
-    else if (c == '_')
-      v = 63;
-    else
-      return std::nullopt;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      out += static_cast<char>((acc >> (bits - 8)) & 0xff);
-      bits -= 8;
-    }
-  }
-  return out;
-}
-
 // A workflow record as listed: the definition summarized to its task names.
 json workflow_summary(const json& rec) {
   json tasks = json::array();
@@ -186,12 +139,12 @@ json parse_json_body(const Request& r, bool allow_empty) {
 }
 
 std::string encode_cursor(const json& c) {
-  return base64url_encode(c.dump());
+  return ork::base64url_encode(c.dump());
 }
 
 json decode_cursor(const std::string& s) {
   if (s.empty()) return nullptr;
-  auto raw = base64url_decode(s);
+  auto raw = ork::base64url_decode(s);
   json c = raw ? json::parse(*raw, nullptr, false) : json(json::value_t::discarded);
   if (!c.is_object()) throw ApiError(400, "invalid_cursor", "cursor '" + s + "' is not one this API returned");
   return c;

@@ -67,6 +67,11 @@ EnvValue env_from_json(const json& j) {
 
 }  // namespace
 
+json command_json(const TaskDefinition& t) {
+  if (t.command) return *t.command;
+  return t.command_args.empty() ? json(nullptr) : json(t.command_args);
+}
+
 void to_json(json& j, const TaskDefinition& t) {
   json env = json::object();
   for (const auto& [k, v] : t.env) env[k] = env_to_json(v);
@@ -78,9 +83,11 @@ void to_json(json& j, const TaskDefinition& t) {
       {"worker", t.worker},
       {"file", opt_to_json(t.file)},
       {"config_file", opt_to_json(t.config_file)},
-      {"command", opt_to_json(t.command)},
+      {"command", command_json(t)},
       {"function", opt_to_json(t.function)},
       {"image", opt_to_json(t.image)},
+      {"input_to_file", opt_to_json(t.input_to_file)},
+      {"output_from_file", opt_to_json(t.output_from_file)},
       {"input", t.input},
       {"depends_on", t.depends_on},
       {"timeout_seconds", t.timeout_seconds},
@@ -107,9 +114,14 @@ void from_json(const json& j, TaskDefinition& t) {
   t.worker = value_or<std::string>(j, "worker", "");
   t.file = opt_from_json(j, "file");
   t.config_file = opt_from_json(j, "config_file");
-  t.command = opt_from_json(j, "command");
+  if (auto c = j.find("command"); c != j.end() && c->is_array())
+    t.command_args = c->get<std::vector<std::string>>();
+  else
+    t.command = opt_from_json(j, "command");
   t.function = opt_from_json(j, "function");
   t.image = opt_from_json(j, "image");
+  t.input_to_file = opt_from_json(j, "input_to_file");
+  t.output_from_file = opt_from_json(j, "output_from_file");
   t.input = value_or<json>(j, "input", json::object());
   t.depends_on = value_or<std::vector<std::string>>(j, "depends_on", {});
   t.timeout_seconds = value_or<int>(j, "timeout_seconds", 3600);

@@ -47,6 +47,10 @@ struct TaskDefinition {
   std::string executor;  // the runtime: shell | python | rust | cpp | dbt... (YAML `executor:`)
   std::string worker;    // executor plugin's logical name from plugins.yaml (YAML `worker:`); empty = default
   std::optional<std::string> file, config_file, command, function, image;
+  std::vector<std::string> command_args;  // `command:` given as a list (exec form, no shell); `command` is then unset
+  // Container tasks: the input JSON is written to `input: {to_file}` before the image starts, the output is read
+  // from `output: {from_file}` after it exits (paths inside the container).
+  std::optional<std::string> input_to_file, output_from_file;
   json input = json::object();
   std::vector<std::string> depends_on;
   int timeout_seconds = 3600;
@@ -78,6 +82,9 @@ struct WorkflowDefinition {
 
   const TaskDefinition* find(const std::string& task) const;
 };
+
+// `command` as stored and as spec.json carries it: the string, the exec-form list, or null.
+json command_json(const TaskDefinition& t);
 
 void to_json(json& j, const TaskDefinition& t);
 void from_json(const json& j, TaskDefinition& t);

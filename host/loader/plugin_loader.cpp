@@ -8,6 +8,8 @@
 #include <cstddef>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <sstream>
 
 namespace ork {
@@ -296,6 +298,51 @@ std::vector<std::string> ObjectProxy::list(const std::string& prefix) const {
   }
   free_buf(out);
   return keys;
+}
+
+bool ObjectProxy::streams() const {
+  return vtable_size() >= offsetof(ork_object_vtable, get_file) + sizeof(ovt(vtable()).get_file) &&
+         ovt(vtable()).put_file && ovt(vtable()).get_file;
+}
+
+void ObjectProxy::put_file(const std::string& key, const std::string& path, const json& opts) const {
+  if (streams()) {
+    ork_buf err{nullptr, 0};
+    std::string o = opts.dump();
+    ork_status st = ovt(vtable()).put_file(inst_, key.c_str(), path.c_str(), o.c_str(), &err);
+    if (st == ORK_OK) return free_buf(err);
+    if (st != ORK_ERR_UNSUPPORTED) fail(st, err, "put_file");
+    free_buf(err);
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw PluginCallError(ORK_ERR_INVALID, "put_file: cannot read " + path);
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  put(key, data, opts);
+}
+
+bool ObjectProxy::get_file(const std::string& key, const std::string& path) const {
+  if (streams()) {
+    ork_buf err{nullptr, 0};
+    ork_status st = ovt(vtable()).get_file(inst_, key.c_str(), path.c_str(), &err);
+    if (st == ORK_OK || st == ORK_ERR_NOT_FOUND) {
+      free_buf(err);
+      return st == ORK_OK;
+    }
+    if (st != ORK_ERR_UNSUPPORTED) fail(st, err, "get_file");
+    free_buf(err);
+  }
+  auto data = get(key);
+  if (!data) return false;
+  std::string tmp = path + ".ork-tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(data->data(), static_cast<std::streamsize>(data->size()));
+    if (!out.flush()) throw PluginCallError(ORK_ERR_INTERNAL, "get_file: cannot write " + tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw PluginCallError(ORK_ERR_INTERNAL, "get_file: cannot rename into " + path + ": " + ec.message());
+  return true;
 }
 
 std::optional<json> ObjectProxy::get_json(const std::string& key) const {

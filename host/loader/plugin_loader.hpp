@@ -112,6 +112,12 @@ class ObjectProxy : public LoadedPlugin {
   void put(const std::string& key, std::string_view data, const json& opts = json::object()) const;
   void del(const std::string& key) const;
   std::vector<std::string> list(const std::string& prefix) const;
+  // Streaming (ABI >= 1.4) from / to a local file; a plugin without it goes through memory (get/put) instead.
+  // get_file returns false when the key does not exist (then `path` is untouched).
+  void put_file(const std::string& key, const std::string& path, const json& opts = json::object()) const;
+  bool get_file(const std::string& key, const std::string& path) const;
+  // True when the plugin streams put_file/get_file itself (ABI >= 1.4, both members set).
+  bool streams() const;
   std::optional<json> get_json(const std::string& key) const;
   void put_json(const std::string& key, const json& value) const {
     put(key, value.dump(), {{"content_type", "application/json"}});

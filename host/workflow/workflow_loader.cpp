@@ -657,7 +657,10 @@ class Parser {
     };
     str_field("file", t.file);
     str_field("config_file", t.config_file);
-    str_field("command", t.command);
+    if (const Entry* e = get(es, "command"); e && e->value.IsSequence())
+      parse_command_list(*e, f("command"), t);
+    else
+      str_field("command", t.command);
     str_field("function", t.function);
     str_field("image", t.image);
 
@@ -670,7 +673,7 @@ class Parser {
       }
     } else if (t.image) {
       t.executor = "container";
-    } else if (t.command) {
+    } else if (t.command || !t.command_args.empty()) {
       t.executor = "shell";
     } else {
       ctx_.error(te.key_node, f("executor"),
@@ -754,7 +757,17 @@ class Parser {
         }
       }
     }
+    if (const Entry* e = get(es, "input"); t.image && e && e->value.IsMap() && e->value["to_file"]) {
+      parse_io_file(*e, f("input"), "to_file", t, t.input_to_file);
+      marks.types.input_keys.erase("to_file");
+    }
+    if (t.executor == "container" && !t.image)
+      ctx_.error(te.key_node, f("image"), "executor 'container' needs 'image' (the container image to run)");
     const Entry* out = get(es, "output");
+    if (out && out->value.IsMap() && out->value["from_file"]) {  // a container task's output file, not a type
+      parse_io_file(*out, f("output"), "from_file", t, t.output_from_file);
+      out = nullptr;
+    }
     const Entry* out_type = get(es, "output_type");
     if (out && out_type) {
       ctx_.error(out_type->key_node, f("output_type"), "'output' and 'output_type' both give the output type");
@@ -782,6 +795,48 @@ class Parser {
         ctx_.error(get(es, key)->at(), f(key),
                    std::string(key) + " '" + *v + "' not found (looked for " + p.lexically_normal().string() + ")");
       }
+    }
+  }
+
+  // `command: [argv...]`: the exec form (no shell), e.g. a container task's command.
+  void parse_command_list(const Entry& e, const std::string& field, TaskDefinition& t) {
+    if (e.value.size() == 0) ctx_.error(e.at(), field, "must not be an empty list");
+    size_t i = 0;
+    for (const auto& item : e.value) {
+      const std::string item_field = field + "[" + std::to_string(i++) + "]";
+      if (!item.IsScalar()) {
+        ctx_.error(item, item_field, "expected a string, got " + got(item));
+        continue;
+      }
+      t.command_args.push_back(item.Scalar());
+    }
+  }
+
+  // Container file I/O: `input: {to_file: /path}` (the input JSON is written there before the image starts; other
+  // input keys stay input values) and `output: {from_file: /path}` (the output is read from there afterwards).
+  void parse_io_file(const Entry& e, const std::string& field, const char* key, TaskDefinition& t,
+                     std::optional<std::string>& out) {
+    const YAML::Node v = e.value[key];
+    const std::string kf = field + "." + key;
+    if (std::string(key) == "from_file") {
+      for (const auto& kv : e.value) {
+        if (kv.first.Scalar() != "from_file")
+          ctx_.error(kv.first, field + "." + kv.first.Scalar(),
+                     "unknown field '" + kv.first.Scalar() + "' (a container output map has only 'from_file')");
+      }
+    } else {
+      t.input.erase(key);
+    }
+    if (!t.image) {
+      ctx_.error(v, kf, std::string("'") + key + "' is for container tasks (set 'image')");
+      return;
+    }
+    if (kind_of(v) != Kind::String || v.Scalar().empty()) {
+      ctx_.error(v, kf, "expected a path inside the container, got " + got(v));
+    } else if (v.Scalar()[0] != '/') {
+      ctx_.error(v, kf, "expected an absolute path inside the container, got '" + v.Scalar() + "'");
+    } else {
+      out = v.Scalar();
     }
   }
 

@@ -49,12 +49,27 @@ constexpr size_t kMaxFinished = 10000;  // finished attempts kept for status(); 
 
 using ork::common::UniqueFd;
 
-// posix_spawn attributes and file actions, destroyed on scope exit.
+void check_spawn(int rc, const char* what);
+
+// posix_spawn attributes and file actions for a child in its own process group (pgid = pid) with an empty signal
+// mask and default dispositions for the signals a host may catch or ignore; destroyed on scope exit.
 class SpawnSetup {
  public:
   SpawnSetup() {
     ::posix_spawnattr_init(&attr_);
     ::posix_spawn_file_actions_init(&actions_);
+    check_spawn(
+        ::posix_spawnattr_setflags(&attr_, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF),
+        "spawnattr flags");
+    check_spawn(::posix_spawnattr_setpgroup(&attr_, 0), "spawnattr pgroup");
+    sigset_t none, defaults;
+    sigemptyset(&none);
+    sigemptyset(&defaults);
+    for (int s :
+         {SIGPIPE, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU})
+      sigaddset(&defaults, s);
+    check_spawn(::posix_spawnattr_setsigmask(&attr_, &none), "spawnattr sigmask");
+    check_spawn(::posix_spawnattr_setsigdefault(&attr_, &defaults), "spawnattr sigdefault");
   }
   SpawnSetup(const SpawnSetup&) = delete;
   SpawnSetup& operator=(const SpawnSetup&) = delete;
@@ -186,8 +201,12 @@ class SubprocessExecutor : public ork::Executor {
     if (!cfg.is_object()) ork::throw_invalid("exec-subprocess: dispatch needs an ExecutionConfig object");
     const json& cmd =
         cfg.contains("worker_command") && !cfg["worker_command"].is_null() ? cfg["worker_command"] : default_command_;
-    if (cmd.is_null() && cfg.contains("image") && !cfg["image"].is_null())
-      ork::throw_unsupported("exec-subprocess: cannot run an image, only worker_command");
+    if (cfg.contains("image") && !cfg["image"].is_null()) {
+      const std::string task = cfg.value("task_name", json()).is_string() ? cfg["task_name"].get<std::string>() : "";
+      ork::throw_unsupported("task '" + task + "' runs the image '" + env_value(cfg["image"]) +
+                             "': it needs a container executor (docker, cloudrun, fargate, k8s); exec-subprocess runs "
+                             "ork-worker on this machine and cannot run images");
+    }
     if (!cmd.is_array() || cmd.empty()) ork::throw_invalid("exec-subprocess: worker_command must be a non-empty array");
     std::vector<std::string> args;
     for (const auto& a : cmd) {
@@ -228,18 +247,6 @@ class SubprocessExecutor : public ork::Executor {
     envp.push_back(nullptr);
 
     SpawnSetup sp;
-    check_spawn(
-        ::posix_spawnattr_setflags(sp.attr(), POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF),
-        "spawnattr flags");
-    check_spawn(::posix_spawnattr_setpgroup(sp.attr(), 0), "spawnattr pgroup");
-    sigset_t none, defaults;
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    for (int s :
-         {SIGPIPE, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU})
-      sigaddset(&defaults, s);
-    check_spawn(::posix_spawnattr_setsigmask(sp.attr(), &none), "spawnattr sigmask");
-    check_spawn(::posix_spawnattr_setsigdefault(sp.attr(), &defaults), "spawnattr sigdefault");
     check_spawn(::posix_spawn_file_actions_addopen(sp.actions(), 0, "/dev/null", O_RDONLY, 0), "stdin");
     if (!log_path.empty()) {
       check_spawn(
@@ -360,17 +367,6 @@ class SubprocessExecutor : public ork::Executor {
       throw std::runtime_error(std::string("exec-subprocess: pipe: ") + ::strerror(errno));
     UniqueFd ev_r(ev[0]), ev_w(ev[1]);
     SpawnSetup sp;
-    check_spawn(
-        ::posix_spawnattr_setflags(sp.attr(), POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF),
-        "spawnattr flags");
-    check_spawn(::posix_spawnattr_setpgroup(sp.attr(), 0), "spawnattr pgroup");
-    sigset_t none, defaults;
-    sigemptyset(&none);
-    sigfillset(&defaults);
-    sigdelset(&defaults, SIGKILL);
-    sigdelset(&defaults, SIGSTOP);
-    check_spawn(::posix_spawnattr_setsigmask(sp.attr(), &none), "spawnattr sigmask");
-    check_spawn(::posix_spawnattr_setsigdefault(sp.attr(), &defaults), "spawnattr sigdefault");
     check_spawn(::posix_spawn_file_actions_adddup2(sp.actions(), req_r.get(), 0), "server stdin");
     check_spawn(::posix_spawn_file_actions_adddup2(sp.actions(), ev_w.get(), 1), "server stdout");
 #if defined(__GLIBC__) && __GLIBC_PREREQ(2, 34)

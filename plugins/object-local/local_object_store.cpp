@@ -126,20 +126,9 @@ class LocalObjectStore : public ork::ObjectStore {
   }
 
   std::optional<std::string> get(const std::string& key) override {
-    if (key.empty()) ork::throw_invalid("object-local: empty key");
-    check_segments(key, false, "key");
-    UniqueFd fd(open_beneath(key, O_RDONLY | O_CLOEXEC));
-    if (!fd && needs_slow_path(errno)) {
-      fs::path p = checked_path(key);
-      fd = UniqueFd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
-    }
-    if (!fd) {
-      if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
-      throw_errno("object-local: open " + key, errno);
-    }
     struct stat st {};
-    if (::fstat(fd.get(), &st) != 0) throw_errno("object-local: stat " + key, errno);
-    if (!S_ISREG(st.st_mode)) return std::nullopt;  // a "directory" of keys is not an object
+    UniqueFd fd = open_object(key, st);
+    if (!fd) return std::nullopt;
     std::string data;
     data.resize(static_cast<size_t>(st.st_size));
     size_t got = 0;
@@ -162,11 +151,98 @@ class LocalObjectStore : public ork::ObjectStore {
                          opts["if_none_match"].get<bool>();
     if (key.empty()) ork::throw_invalid("object-local: empty key");
     check_segments(key, false, "key");
+    write_object(key, if_none_match, [&](const UniqueFd& fd) { write_all(fd, data, key); });
+  }
+
+  void put_file(const std::string& key, const std::string& path, const json& opts) override {
+    bool if_none_match = opts.is_object() && opts.contains("if_none_match") && opts["if_none_match"].is_boolean() &&
+                         opts["if_none_match"].get<bool>();
+    if (key.empty()) ork::throw_invalid("object-local: empty key");
+    check_segments(key, false, "key");
+    UniqueFd src(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!src) ork::throw_invalid("object-local: put_file: cannot open " + path + ": " + std::strerror(errno));
+    write_object(key, if_none_match, [&](const UniqueFd& fd) { copy_fd(src.get(), fd.get(), key); });
+  }
+
+  bool get_file(const std::string& key, const std::string& path) override {
+    struct stat st {};
+    UniqueFd fd = open_object(key, st);
+    if (!fd) return false;
+    fs::path target(path);
+    fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+    std::string tmp =
+        (dir / (std::string(kTempPrefix) + temp_tag_ + "-" + std::to_string(counter_.fetch_add(1)))).string();
+    UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!out) ork::throw_invalid("object-local: get_file: cannot create " + tmp + ": " + std::strerror(errno));
+    TempFileGuard guard(AT_FDCWD, tmp);
+    copy_fd(fd.get(), out.get(), key);
+    if (out.close() != 0) throw_errno("object-local: close " + tmp, errno);
+    if (::rename(tmp.c_str(), path.c_str()) != 0) throw_errno("object-local: rename into " + path, errno);
+    guard.release();
+    return true;
+  }
+
+ private:
+  // Opens the object `key` for reading; an empty fd when it does not exist (or is a "directory" of keys).
+  UniqueFd open_object(const std::string& key, struct stat& st) {
+    if (key.empty()) ork::throw_invalid("object-local: empty key");
+    check_segments(key, false, "key");
+    UniqueFd fd(open_beneath(key, O_RDONLY | O_CLOEXEC));
+    if (!fd && needs_slow_path(errno)) {
+      fs::path p = checked_path(key);
+      fd = UniqueFd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+    }
+    if (!fd) {
+      if (errno == ENOENT || errno == ENOTDIR) return UniqueFd();
+      throw_errno("object-local: open " + key, errno);
+    }
+    if (::fstat(fd.get(), &st) != 0) throw_errno("object-local: stat " + key, errno);
+    if (!S_ISREG(st.st_mode)) return UniqueFd();  // a "directory" of keys is not an object
+    return fd;
+  }
+
+  // Copies everything from `in` (at its offset) to `out`: copy_file_range in the kernel, read/write where refused.
+  static void copy_fd(int in, int out, const std::string& key) {
+    bool kernel = true;
+    std::vector<char> buf;
+    for (;;) {
+      if (kernel) {
+        ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, size_t{1} << 30, 0);
+        if (n > 0) continue;
+        if (n == 0) return;
+        if (errno == EINTR) continue;
+        if (errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP && errno != EPERM)
+          throw_errno("object-local: copy " + key, errno);
+        kernel = false;
+        buf.resize(1 << 20);
+      }
+      ssize_t n = ::read(in, buf.data(), buf.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        throw_errno("object-local: read for " + key, errno);
+      }
+      if (n == 0) return;
+      size_t done = 0;
+      while (done < static_cast<size_t>(n)) {
+        ssize_t w = ::write(out, buf.data() + done, static_cast<size_t>(n) - done);
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          throw_errno("object-local: write " + key, errno);
+        }
+        done += static_cast<size_t>(w);
+      }
+    }
+  }
+
+  // Writes a temp file in the key's folder with `fill`, then publishes it as the key (atomically; exclusively
+  // when if_none_match).
+  template <class Fill>
+  void write_object(const std::string& key, bool if_none_match, Fill&& fill) {
     auto [dir_key, name] = split_key(key);
     UniqueFd dir = open_dir(dir_key, key);
     auto [tmp, fd] = create_temp(dir.get(), key);
     TempFileGuard guard(dir.get(), tmp);
-    write_all(fd, data, key);
+    fill(fd);
     if (fsync_ && ::fsync(fd.get()) != 0) throw_errno("object-local: fsync " + key, errno);
     if (fd.close() != 0) throw_errno("object-local: close " + key, errno);
 
@@ -183,6 +259,7 @@ class LocalObjectStore : public ork::ObjectStore {
     if (fsync_) sync_dir(dir.get());
   }
 
+ public:
   void del(const std::string& key) override {
     if (key.empty()) ork::throw_invalid("object-local: empty key");
     check_segments(key, false, "key");

@@ -65,6 +65,13 @@ const std::vector<std::string>& pythons() {
   return list;
 }
 
+std::vector<std::pair<std::string, bool>> python_modes() {
+  std::vector<std::pair<std::string, bool>> out;
+  for (const auto& py : pythons())
+    for (bool warm : {true, false}) out.emplace_back(py, warm);
+  return out;
+}
+
 // Processes of group `pgid` that are still alive (zombies waiting for a reaper do not count).
 int live_in_group(pid_t pgid) {
   int n = 0;
@@ -196,14 +203,18 @@ class WorkerTest : public ::testing::Test {
 
   static void check_spawn(int rc) { ASSERT_EQ(rc, 0) << "cannot start " << kWorker << ": " << std::strerror(rc); }
 
-  // Python cases run once per interpreter; `check` gets the result of each.
+  // Python cases run once per interpreter, through the fork-server and spawned directly; `check` gets each result.
   template <class F>
   void for_each_python(const json& fields, F check) {
-    for (const auto& py : pythons()) {
-      SCOPED_TRACE("python: " + (py.empty() ? std::string("(worker default)") : py));
-      Env env;
+    for (const auto& [py, warm] : python_modes()) {
+      SCOPED_TRACE("python: " + (py.empty() ? std::string("(worker default)") : py) +
+                   (warm ? ", fork-server" : ", spawned"));
+      Env env{{"ORK_PYTHON_FORKSERVER", warm ? "1" : "0"},
+              {"ORK_PYTHON_FORKSERVER_DIR", (root_ / "forkservers").string()},
+              {"ORK_PYTHON_FORKSERVER_IDLE", "3"}};
       if (!py.empty()) env["ORK_PYTHON"] = py;
       Result r = run(make_spec(fields), env);
+      EXPECT_EQ(r.log.find("fork-server not used"), std::string::npos) << r.log;
       if (!py.empty()) {
         EXPECT_NE(r.log.find("python: " + py + " "), std::string::npos) << r.log;
       }
@@ -622,10 +633,13 @@ TEST_F(WorkerTest, PythonRunnerCrashIsAnExitCodeError) {
   for_each_python({{"executor", "python"}, {"file", "tasks/nothere.py"}},
                   [&](const Result& r) { EXPECT_FAILED(r, "spec_error"); });
   // A broken interpreter path: spawn fails.
-  auto r = run(make_spec({{"executor", "python"}, {"file", "x.py"}}), {{"ORK_PYTHON", "/nonexistent/python3"}});
+  const std::string servers = (root_ / "forkservers").string();
+  auto r = run(make_spec({{"executor", "python"}, {"file", "x.py"}}),
+               {{"ORK_PYTHON", "/nonexistent/python3"}, {"ORK_PYTHON_FORKSERVER_DIR", servers}});
   EXPECT_FAILED(r, "spawn_error");
   // The interpreter dies without writing a result.
-  auto d = run(make_spec({{"executor", "python"}, {"file", "x.py"}}), {{"ORK_PYTHON", "/bin/false"}});
+  auto d = run(make_spec({{"executor", "python"}, {"file", "x.py"}}),
+               {{"ORK_PYTHON", "/bin/false"}, {"ORK_PYTHON_FORKSERVER_DIR", servers}});
   EXPECT_FAILED(d, "exit_code");
 }
 

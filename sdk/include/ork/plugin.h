@@ -1,7 +1,8 @@
 /* Ork plugin ABI: the C boundary between ork-host / ork-worker and plugin shared libraries.
  * Records cross as UTF-8 JSON; memory a plugin returns is freed with its descriptor's free_buffer.
  * History: 1.0 first release; 1.1 appended ork_plugin_descriptor.info_json; 1.2 appended
- * ork_state_vtable.add_task_runs; 1.3 appended ork_state_vtable.list_runs_page. */
+ * ork_state_vtable.add_task_runs; 1.3 appended ork_state_vtable.list_runs_page; 1.4 appended
+ * ork_object_vtable.put_file and get_file (streaming). */
 #ifndef ORK_PLUGIN_H
 #define ORK_PLUGIN_H
 
@@ -13,7 +14,7 @@ extern "C" {
 #endif
 
 #define ORK_ABI_MAJOR 1
-#define ORK_ABI_MINOR 3
+#define ORK_ABI_MINOR 4
 
 /* The one symbol every plugin exports. The name is fixed for every ABI version; abi_major says which. */
 #define ORK_PLUGIN_ENTRY_SYMBOL "ork_plugin_v1"
@@ -103,6 +104,14 @@ typedef struct ork_object_vtable {
   ork_status (*del)(ork_plugin_instance* self, const char* key, ork_buf* err);
   /* out: JSON array of keys starting with prefix, sorted. */
   ork_status (*list)(ork_plugin_instance* self, const char* prefix, ork_buf* out);
+  /* since 1.4: streaming through local files, in memory bounded by the plugin (not by the object size).
+   * put_file: the object's bytes are the contents of the file at `path`; opts as for put.
+   * get_file: writes the object to `path`, replacing it only once the whole object arrived; on NOT_FOUND `path` is
+   * left as it was. A plugin without streaming returns ORK_ERR_UNSUPPORTED (or leaves these NULL, or is older than
+   * 1.4): the host then goes through get/put in memory. */
+  ork_status (*put_file)(ork_plugin_instance* self, const char* key, const char* path, const char* opts_json,
+                         ork_buf* err);
+  ork_status (*get_file)(ork_plugin_instance* self, const char* key, const char* path, ork_buf* err);
 } ork_object_vtable;
 
 /* Executor: starts ork-worker somewhere for one task attempt, reports and cancels it. */

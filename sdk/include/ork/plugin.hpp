@@ -102,6 +102,16 @@ class ObjectStore : public PluginBase {
   virtual void put(const std::string& key, std::string_view data, const json& opts) = 0;
   virtual void del(const std::string& key) = 0;
   virtual std::vector<std::string> list(const std::string& prefix) = 0;
+  // Streaming (ABI 1.4): the object from / to a local file in bounded memory. get_file returns false when the key
+  // does not exist (leaving `path` untouched). Not overridden: UNSUPPORTED, and the host goes through memory.
+  virtual void put_file(const std::string& key, const std::string& path, const json& opts) {
+    (void)key, (void)path, (void)opts;
+    throw_unsupported("put_file is not implemented by this plugin");
+  }
+  virtual bool get_file(const std::string& key, const std::string& path) {
+    (void)key, (void)path;
+    throw_unsupported("get_file is not implemented by this plugin");
+  }
 };
 
 class Executor : public PluginBase {
@@ -246,6 +256,17 @@ const ork_plugin_descriptor* object_descriptor(const char* name, const char* ver
       },
       [](ork_plugin_instance* self, const char* prefix, ork_buf* out) -> ork_status {
         return guard(out, [&] { set_buf(out, dump(json(self_as<ObjectStore>(self)->list(prefix ? prefix : "")))); });
+      },
+      [](ork_plugin_instance* self, const char* key, const char* path, const char* opts, ork_buf* err) -> ork_status {
+        return guard(err, [&] {
+          json o = (opts && *opts) ? json::parse(opts) : json::object();
+          self_as<ObjectStore>(self)->put_file(key, path ? path : "", o);
+        });
+      },
+      [](ork_plugin_instance* self, const char* key, const char* path, ork_buf* err) -> ork_status {
+        bool found = true;
+        ork_status st = guard(err, [&] { found = self_as<ObjectStore>(self)->get_file(key, path ? path : ""); });
+        return st == ORK_OK && !found ? ORK_ERR_NOT_FOUND : st;
       }};
   return make_descriptor<T>(ORK_KIND_OBJECT, name, version, &vt);
 }

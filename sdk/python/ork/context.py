@@ -16,6 +16,26 @@ def task(fn=None, **options):
     return mark(fn) if fn is not None else mark
 
 
+def executor(cls=None, **options):
+    """Marks a class as a custom executor: ``__init__(self, config)`` gets its `ork.yaml` config (validated when
+    annotated with a pydantic model), ``run(self, config_file, ctx, upstream={})`` runs one task and returns its
+    output. A workflow task selects it with ``executor: <name>`` where ork.yaml has ``executors: {<name>: {type:
+    "module:Class", config: {...}}}``.
+
+    Usable bare (``@executor``) or with options (``@executor(name="x")``); options are kept for tooling.
+    """
+
+    def mark(c):
+        if not isinstance(c, type):
+            raise TypeError("@executor marks a class, got %r" % (c,))
+        if not callable(getattr(c, "run", None)):
+            raise TypeError("@executor class %s needs a run(self, config_file, ctx, upstream) method" % c.__name__)
+        c.__ork_executor__ = dict(options)
+        return c
+
+    return mark(cls) if cls is not None else mark
+
+
 class TaskError(Exception):
     """A failure the task reports on purpose: becomes error {type: "task_error", message, details}."""
 

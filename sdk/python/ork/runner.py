@@ -1,11 +1,13 @@
 """Entry point the worker runs: ``python -m ork.runner`` (cwd = the workflow's base_dir).
 
-Reads the request named by ORK_TASK_REQUEST: {file, function, input, context}. Writes the result to ORK_TASK_RESULT:
+Reads the request named by ORK_TASK_REQUEST: {file, function, input, context} (a custom executor's task also has
+executor: {name, type: "module:Class", config}, config_file and upstream). Writes the result to ORK_TASK_RESULT:
 {"ok": true, "output": ..., "metrics": [...]} or {"ok": false, "error": {type, message, details}, "metrics": [...]}.
 Exits 0 whenever a result was written. For debugging: ``python -m ork.runner request.json [result.json]``.
 
-Error types: spec_error (task not found), input_validation, output_validation, task_error (TaskError raised),
-exception (anything else, with the traceback), exit_code (sys.exit with a non-zero code).
+Error types: spec_error (task not found), input_validation, config_validation (an executor's config),
+output_validation, task_error (TaskError raised), exception (anything else, with the traceback), exit_code (sys.exit
+with a non-zero code).
 """
 
 import dataclasses
@@ -224,10 +226,74 @@ def call_function(fn, inp, ctx):
     return fn(**kwargs), hints.get("return")
 
 
+# ---- custom executors (@executor classes named in ork.yaml) ----
+
+def load_object(ref, what):
+    """`package.module:Name` (or `path/to/file.py:Name`, relative to the cwd) → the object."""
+    if ":" not in ref:
+        raise Failure("spec_error", "%s must look like 'package.module:Class', got '%s'" % (what, ref))
+    mod, name = ref.rsplit(":", 1)
+    if mod.endswith(".py"):
+        path = os.path.abspath(mod)
+        if not os.path.isfile(path):
+            raise Failure("spec_error", "%s: file not found: %s (cwd %s)" % (what, mod, os.getcwd()))
+        module = _import_file(path)
+    else:
+        module = importlib.import_module(mod)
+    return _attr_path(module, name, mod)
+
+
+def make_executor(cls, config, ref):
+    """cls(config): the first __init__ parameter gets the config, validated when annotated with a model."""
+    if not isinstance(cls, type) or not hasattr(cls, "__ork_executor__"):
+        raise Failure("spec_error", "%s is not a class marked @executor" % ref)
+    params = [p for p in list(inspect.signature(cls.__init__).parameters.values())[1:]
+              if p.kind in _POSITIONAL or p.kind == inspect.Parameter.KEYWORD_ONLY]
+    if not params:
+        if config:
+            raise Failure("spec_error", "%s takes no config, but ork.yaml gives it one" % ref)
+        return cls()
+    ann = _hints(cls.__init__).get(params[0].name)
+    return cls(coerce(ann, config if config is not None else {}, "config_validation"))
+
+
+def call_executor(instance, request, ctx):
+    """instance.run(...) with its parameters filled by name: config_file, ctx (or a Context annotation), upstream,
+    input; others must have defaults."""
+    fn = instance.run
+    hints = _hints(fn)
+    available = {"config_file": request.get("config_file"), "upstream": request.get("upstream") or {}}
+    kwargs = {}
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        if _wants_ctx(p, hints):
+            kwargs[p.name] = ctx
+        elif p.name == "input":
+            kwargs[p.name] = coerce(hints.get(p.name), request.get("input"), "input_validation")
+        elif p.name in available:
+            kwargs[p.name] = available[p.name]
+        elif p.default is inspect.Parameter.empty:
+            raise Failure("spec_error", "%s.run parameter '%s' is none of config_file, ctx, upstream, input"
+                          % (type(instance).__name__, p.name))
+    return fn(**kwargs), hints.get("return")
+
+
+def run_executor(request, ctx):
+    spec = request.get("executor") or {}
+    ref = spec.get("type") or ""
+    cls = load_object(ref, "executor type")
+    instance = make_executor(cls, spec.get("config"), ref)
+    return call_executor(instance, request, ctx)
+
+
 def run(request, ctx):
     """Loads and calls the task; returns its JSON-able output or raises."""
-    fn, mode = load_task(request)
-    result, ret_ann = (call_task if mode == "task" else call_function)(fn, request.get("input"), ctx)
+    if request.get("executor"):
+        result, ret_ann = run_executor(request, ctx)
+    else:
+        fn, mode = load_task(request)
+        result, ret_ann = (call_task if mode == "task" else call_function)(fn, request.get("input"), ctx)
     if is_model(ret_ann) and isinstance(result, dict):
         result = validate(ret_ann, result, "output_validation")
     out = to_json(result)
