@@ -68,6 +68,8 @@ Response error_from(const std::exception& e) {
   return error_response(500, "internal", "internal error (details in the host log)");
 }
 
+namespace {
+
 // A workflow record as listed: the definition summarized to its task names.
 json workflow_summary(const json& rec) {
   json tasks = json::array();
