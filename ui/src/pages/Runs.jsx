@@ -21,14 +21,17 @@ export function Runs({ search }) {
   const cur = useRef({ cursors, statuses, workflow });
   cur.current = { cursors, statuses, workflow };
 
+  const seq = useRef(0); // only the newest request's answer is shown: filters can change faster than answers come
   const load = async (cursor) => {
+    const mine = ++seq.current;
     try {
       const res = await api.runs({ limit: PAGE, cursor, status: cur.current.statuses, workflow: cur.current.workflow });
+      if (mine !== seq.current) return;
       setPage(res);
       setError(null);
       setStale(false);
     } catch (e) {
-      setError(e);
+      if (mine === seq.current) setError(e);
     }
   };
   const refresh = useThrottled(() => {
