@@ -137,7 +137,10 @@ int serve() {
         continue;
       }
       if (op != "run") continue;
-      if (auto store = req["env"].value("ORK_OBJECT_STORE", std::string()); !store.empty()) {
+      std::string store;
+      if (auto env = req.find("env"); env != req.end() && env->is_object())
+        if (auto ref = env->find("ORK_OBJECT_STORE"); ref != env->end() && ref->is_string()) store = *ref;
+      if (!store.empty()) {
         json ref = json::parse(store, nullptr, false);
         if (ref.is_object() && ref.value("library", json()).is_string()) {
           std::string lib = ref["library"].get<std::string>();

@@ -488,3 +488,23 @@ TEST_F(ResidentWorkerTest, ResidentWorkerCanBeTurnedOff) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(ResidentWorkerProtocol, MalformedRequestsDoNotStopIt) {
+  // Garbage, a request with no usable env, then end of input: it answers what it can and exits cleanly.
+  std::string cmd =
+      std::string("printf 'not json\\n{\"op\":\"run\"}\\n{\"op\":\"run\",\"id\":\"x\",\"env\":5}\\n' | ") +
+      ORK_WORKER_PATH + " --serve 2>/dev/null; echo \"rc=$?\"";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (size_t n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  ::pclose(p);
+  EXPECT_NE(out.find("{\"id\":\"x\",\"pid\":"), std::string::npos) << out;
+  EXPECT_NE(out.find("{\"exit_code\":2,\"id\":\"x\"}"), std::string::npos) << out;  // no spec: a usage error
+  EXPECT_NE(out.find("rc=0"), std::string::npos) << out;
+}
+
+}  // namespace
