@@ -1,0 +1,146 @@
+#include "exec_support.hpp"
+
+#include <algorithm>
+
+namespace ork::common {
+
+using nlohmann::json;
+
+JobEnv job_env(const json& config, const char* plugin) {
+  JobEnv out;
+  if (!config.contains("env") || config["env"].is_null()) return out;
+  if (!config["env"].is_object()) ork::throw_invalid(std::string(plugin) + ": \"env\" must be an object");
+  for (const auto& [k, v] : config["env"].items()) {
+    if (!v.is_string()) ork::throw_invalid(std::string(plugin) + ": env \"" + k + "\" must be a string");
+    if (k == "ORK_TASK_SECRETS")
+      out.secrets = v.get<std::string>();
+    else
+      out.vars.emplace_back(k, v.get<std::string>());
+  }
+  std::sort(out.vars.begin(), out.vars.end());
+  return out;
+}
+
+void check_known_fields(const json& cfg, const char* plugin, const std::vector<std::string>& known) {
+  if (!cfg.is_object()) ork::throw_invalid(std::string(plugin) + ": config must be an object");
+  for (const auto& [k, v] : cfg.items())
+    if (std::find(known.begin(), known.end(), k) == known.end())
+      ork::throw_invalid(std::string(plugin) + ": unknown config field \"" + k + "\"");
+}
+
+std::vector<std::string> cfg_strings(const json& cfg, const char* plugin, const char* field) {
+  std::vector<std::string> out;
+  if (!cfg.contains(field) || cfg[field].is_null()) return out;
+  auto bad = [&] { ork::throw_invalid(std::string(plugin) + ": config \"" + field + "\" must be a list of strings"); };
+  if (!cfg[field].is_array()) bad();
+  for (const auto& v : cfg[field]) {
+    if (!v.is_string()) bad();
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+void throw_http(const char* plugin, const std::string& what, int status, const std::string& detail) {
+  std::string text = std::string(plugin) + ": " + what + ": HTTP " + std::to_string(status) +
+                     (detail.empty() ? "" : ": " + detail.substr(0, 300));
+  if (status == 404) ork::throw_not_found(text);
+  if (status == 409) ork::throw_conflict(text);
+  if (status == 400 || status == 401 || status == 403 || status == 422) ork::throw_invalid(text);
+  if (status == 408 || status == 429 || status >= 500) ork::throw_unavailable(text);
+  throw std::runtime_error(text);
+}
+
+json exec_status(const std::string& state, const json& exit_code, const std::string& message) {
+  return {{"state", state}, {"exit_code", exit_code}, {"message", message}};
+}
+
+bool exec_terminal(const std::string& state) {
+  return state == "succeeded" || state == "failed" || state == "cancelled";
+}
+
+std::string dns_label(const std::string& s, size_t max_len) {
+  std::string out;
+  for (char c : s) {
+    char l = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    bool ok = (l >= 'a' && l <= 'z') || (l >= '0' && l <= '9');
+    if (ok)
+      out += l;
+    else if (!out.empty() && out.back() != '-')
+      out += '-';
+  }
+  if (out.empty() || !(out[0] >= 'a' && out[0] <= 'z')) out = "t-" + out;
+  if (out.size() > max_len) out.resize(max_len);
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out;
+}
+
+StatusPoller::StatusPoller(ork::HostServices host, std::chrono::milliseconds interval, Fetch fetch,
+                           std::string plugin)
+    : host_(host), interval_(interval), fetch_(std::move(fetch)), plugin_(std::move(plugin)) {
+  thread_ = std::thread([this] { run(); });
+}
+
+StatusPoller::~StatusPoller() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void StatusPoller::watch(const std::string& id) {
+  {
+    std::lock_guard lock(mu_);
+    last_.emplace(id, "");
+  }
+  cv_.notify_all();
+}
+
+void StatusPoller::forget(const std::string& id) {
+  std::lock_guard lock(mu_);
+  last_.erase(id);
+}
+
+size_t StatusPoller::watched() const {
+  std::lock_guard lock(mu_);
+  return last_.size();
+}
+
+void StatusPoller::run() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || !last_.empty(); });
+    if (stop_) return;
+    if (cv_.wait_for(lock, interval_, [&] { return stop_; })) return;
+    std::vector<std::pair<std::string, std::string>> ids(last_.begin(), last_.end());
+    lock.unlock();
+    for (const auto& [id, before] : ids) {
+      json st;
+      try {
+        st = fetch_(id);
+      } catch (const std::exception& e) {
+        host_.log(ORK_LOG_WARN, plugin_ + ": status of " + id + ": " + e.what());
+        continue;
+      }
+      std::string state = st.value("state", "unknown");
+      bool changed = state != before && (state == "running" || exec_terminal(state));
+      if (changed) {
+        json ev{{"type", "executor.status"}, {"executor_id", id}, {"state", state},
+                {"exit_code", st.value("exit_code", json(nullptr))}};
+        if (!st.value("message", "").empty()) ev["message"] = st["message"];
+        host_.notify(ev);
+      }
+      std::lock_guard relock(mu_);
+      auto it = last_.find(id);
+      if (it == last_.end()) continue;
+      if (exec_terminal(state))
+        last_.erase(it);
+      else if (changed)
+        it->second = state;
+    }
+    lock.lock();
+  }
+}
+
+}  // namespace ork::common

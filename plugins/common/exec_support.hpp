@@ -1,0 +1,71 @@
+// Pieces the cloud Executor plugins share: the environment and secrets of an ExecutionConfig, and a status poller
+// that turns a platform without push notifications into `executor.status` events (one thread, asleep while idle).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <ork/plugin.hpp>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace ork::common {
+
+// The variables to set in the job: ExecutionConfig.env without ORK_TASK_SECRETS (returned apart in `secrets`,
+// "" when none), in name order. Values are strings; anything else is INVALID.
+struct JobEnv {
+  std::vector<std::pair<std::string, std::string>> vars;
+  std::string secrets;
+};
+JobEnv job_env(const nlohmann::json& config, const char* plugin);
+
+// {"state": s, "exit_code": n|null, "message": m}.
+nlohmann::json exec_status(const std::string& state, const nlohmann::json& exit_code = nullptr,
+                           const std::string& message = "");
+bool exec_terminal(const std::string& state);
+
+// Refuses config fields not in `known` (INVALID naming the field).
+void check_known_fields(const nlohmann::json& cfg, const char* plugin, const std::vector<std::string>& known);
+// A list of strings from config (absent: empty); INVALID otherwise.
+std::vector<std::string> cfg_strings(const nlohmann::json& cfg, const char* plugin, const char* field);
+// Throws the PluginError matching an HTTP error answer: 404 NOT_FOUND, 409 CONFLICT, 400/401/403/422 INVALID,
+// 408/429/5xx UNAVAILABLE, else a runtime_error; the text names the plugin, what failed, the status and `detail`.
+[[noreturn]] void throw_http(const char* plugin, const std::string& what, int status, const std::string& detail);
+
+// A lowercase DNS-1123 label (a-z0-9 and '-', starting with a letter, at most max_len) made from `s`.
+std::string dns_label(const std::string& s, size_t max_len);
+
+// Polls the status of the attempts it watches every `interval` and pushes each change (to running or a terminal
+// state) through host notify; forgets an attempt once terminal. With nothing watched its thread waits unwoken.
+class StatusPoller {
+ public:
+  using Fetch = std::function<nlohmann::json(const std::string& executor_id)>;  // exec_status(...) or throws
+  StatusPoller(ork::HostServices host, std::chrono::milliseconds interval, Fetch fetch, std::string plugin);
+  ~StatusPoller();
+  StatusPoller(const StatusPoller&) = delete;
+  StatusPoller& operator=(const StatusPoller&) = delete;
+
+  void watch(const std::string& executor_id);
+  void forget(const std::string& executor_id);
+  size_t watched() const;
+
+ private:
+  void run();
+
+  ork::HostServices host_;
+  std::chrono::milliseconds interval_;
+  Fetch fetch_;
+  std::string plugin_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::string> last_;  // executor id -> last state pushed ("" = none yet)
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace ork::common
