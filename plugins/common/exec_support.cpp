@@ -107,37 +107,55 @@ size_t StatusPoller::watched() const {
   return last_.size();
 }
 
+StatusPoller::Fetch StatusPoller::each(ork::HostServices host, std::string plugin,
+                                       std::function<json(const std::string&)> one) {
+  return [host, plugin, one](const std::vector<std::string>& ids) {
+    std::map<std::string, json> out;
+    for (const auto& id : ids) {
+      try {
+        out[id] = one(id);
+      } catch (const std::exception& e) {
+        host.log(ORK_LOG_WARN, plugin + ": status of " + id + ": " + e.what());
+      }
+    }
+    return out;
+  };
+}
+
 void StatusPoller::run() {
   std::unique_lock lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return stop_ || !last_.empty(); });
     if (stop_) return;
     if (cv_.wait_for(lock, interval_, [&] { return stop_; })) return;
-    std::vector<std::pair<std::string, std::string>> ids(last_.begin(), last_.end());
+    std::vector<std::string> ids;
+    for (const auto& [id, state] : last_) ids.push_back(id);
     lock.unlock();
-    for (const auto& [id, before] : ids) {
-      json st;
-      try {
-        st = fetch_(id);
-      } catch (const std::exception& e) {
-        host_.log(ORK_LOG_WARN, plugin_ + ": status of " + id + ": " + e.what());
-        continue;
-      }
+    std::map<std::string, json> got;
+    try {
+      got = fetch_(ids);
+    } catch (const std::exception& e) {
+      host_.log(ORK_LOG_WARN, plugin_ + ": status: " + e.what());
+    }
+    for (const auto& [id, st] : got) {
       std::string state = st.value("state", "unknown");
-      bool changed = state != before && (state == "running" || exec_terminal(state));
-      if (changed) {
+      std::string before;
+      {
+        std::lock_guard relock(mu_);
+        auto it = last_.find(id);
+        if (it == last_.end()) continue;
+        before = it->second;
+        if (exec_terminal(state))
+          last_.erase(it);
+        else if (state == "running")
+          it->second = state;
+      }
+      if (state != before && (state == "running" || exec_terminal(state))) {
         json ev{{"type", "executor.status"}, {"executor_id", id}, {"state", state},
                 {"exit_code", st.value("exit_code", json(nullptr))}};
         if (!st.value("message", "").empty()) ev["message"] = st["message"];
         host_.notify(ev);
       }
-      std::lock_guard relock(mu_);
-      auto it = last_.find(id);
-      if (it == last_.end()) continue;
-      if (exec_terminal(state))
-        last_.erase(it);
-      else if (changed)
-        it->second = state;
     }
     lock.lock();
   }

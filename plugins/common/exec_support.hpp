@@ -44,8 +44,12 @@ std::string dns_label(const std::string& s, size_t max_len);
 // state) through host notify; forgets an attempt once terminal. With nothing watched its thread waits unwoken.
 class StatusPoller {
  public:
-  using Fetch = std::function<nlohmann::json(const std::string& executor_id)>;  // exec_status(...) or throws
+  // The status (exec_status(...)) of each id it can tell; ids it leaves out are asked again next round.
+  using Fetch = std::function<std::map<std::string, nlohmann::json>(const std::vector<std::string>& ids)>;
   StatusPoller(ork::HostServices host, std::chrono::milliseconds interval, Fetch fetch, std::string plugin);
+  // A Fetch asking `one` per id; an id whose call throws is logged (as a warning) and left out.
+  static Fetch each(ork::HostServices host, std::string plugin,
+                    std::function<nlohmann::json(const std::string& executor_id)> one);
   ~StatusPoller();
   StatusPoller(const StatusPoller&) = delete;
   StatusPoller& operator=(const StatusPoller&) = delete;

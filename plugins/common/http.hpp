@@ -50,6 +50,8 @@ struct HttpOptions {
   // tests of virtual-host addressing and for reaching a service through a tunnel.
   std::string connect_to;
   bool verify_tls = true;
+  // PEM text (not file names): extra trusted CA certificates, and a client certificate chain + key (mutual TLS).
+  std::string ca_pem, client_cert_pem, client_key_pem;
 };
 
 // A transport failure (no HTTP status) after every attempt; the message names the method and URL without query.

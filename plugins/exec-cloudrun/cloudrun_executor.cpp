@@ -78,7 +78,8 @@ class CloudRunExecutor : public ork::Executor {
     http_ = std::make_unique<HttpClient>(ho);
     auto poll = std::chrono::milliseconds(cfg_int(cfg, kName, "poll_interval_ms", 5000, 10, 3600000));
     poller_ = std::make_unique<StatusPoller>(
-        host_, poll, [this](const std::string& id) { return fetch_status(id); }, kName);
+        host_, poll, StatusPoller::each(host_, kName, [this](const std::string& id) { return fetch_status(id); }),
+        kName);
     host_.log(ORK_LOG_DEBUG, std::string(kName) + ": job " + job_name_ + " at " + endpoint_ +
                                  " (credentials: " + creds_->source() + ")");
   }
