@@ -115,7 +115,7 @@ class K8sExecutor : public ork::Executor {
     check_known_fields(cfg, kName,
                        {"image", "command", "args", "namespace", "auth", "kubeconfig", "context", "server", "token",
                         "token_file", "ca_file", "insecure_skip_tls_verify", "service_account", "image_pull_policy",
-                        "ttl_seconds_after_finished", "deadline_margin_seconds", "labels", "poll_interval_ms",
+                        "ttl_seconds_after_finished", "deadline_margin_seconds", "labels", "annotations", "poll_interval_ms",
                         "timeout_ms", "max_attempts"});
     image_ = cfg_string(cfg, kName, "image", "", true);
     command_ = cfg_strings(cfg, kName, "command");
@@ -124,13 +124,8 @@ class K8sExecutor : public ork::Executor {
     pull_policy_ = cfg_string(cfg, kName, "image_pull_policy");
     ttl_ = cfg_int(cfg, kName, "ttl_seconds_after_finished", 3600, -1, 86400 * 30);
     margin_ = cfg_int(cfg, kName, "deadline_margin_seconds", 60, 0, 3600);
-    if (cfg.contains("labels")) {
-      if (!cfg["labels"].is_object()) ork::throw_invalid(std::string(kName) + ": config \"labels\" must be an object");
-      for (const auto& [k, v] : cfg["labels"].items()) {
-        if (!v.is_string()) ork::throw_invalid(std::string(kName) + ": label \"" + k + "\" must be a string");
-        extra_labels_[k] = v;
-      }
-    }
+    extra_labels_ = string_map(cfg, "labels");
+    annotations_ = string_map(cfg, "annotations");
     conn_ = connect(cfg);
     ns_ = cfg_string(cfg, kName, "namespace", conn_.namespace_.empty() ? "default" : conn_.namespace_);
     if (dns_label(ns_, 63) != ns_) ork::throw_invalid(std::string(kName) + ": \"" + ns_ + "\" is not a namespace name");
@@ -164,7 +159,7 @@ class K8sExecutor : public ork::Executor {
     JobEnv env = job_env(config, kName);
     std::string tid = config.value("task_id", "");
     int64_t attempt = config.value("attempt", int64_t(1));
-    std::string suffix = hex(sha256(tid + "/" + std::to_string(attempt))).substr(0, 10);
+    std::string suffix = sha256_hex(tid + "/" + std::to_string(attempt)).substr(0, 10);
     std::string name = dns_label("ork-" + task, 63 - 11) + "-" + suffix;
     json labels{{"app.kubernetes.io/managed-by", "ork"},
                 {"ork.dev/instance", instance_},
@@ -200,9 +195,11 @@ class K8sExecutor : public ork::Executor {
     int64_t timeout = config.value("timeout_seconds", int64_t(0));
     if (timeout > 0) spec["activeDeadlineSeconds"] = timeout + margin_;
     if (ttl_ >= 0) spec["ttlSecondsAfterFinished"] = ttl_;
+    json annotations = annotations_;
+    annotations["ork.dev/task-id"] = tid;
     json job{{"apiVersion", "batch/v1"},
              {"kind", "Job"},
-             {"metadata", {{"name", name}, {"namespace", ns_}, {"labels", labels}, {"annotations", {{"ork.dev/task-id", tid}}}}},
+             {"metadata", {{"name", name}, {"namespace", ns_}, {"labels", labels}, {"annotations", annotations}}},
              {"spec", spec}};
     std::string body = job.dump();
     HttpResponse r = call("POST", jobs_path(), body);
@@ -233,6 +230,7 @@ class K8sExecutor : public ork::Executor {
     auto [ns, name] = split_id(a);
     {
       std::lock_guard lock(mu_);
+      if (cancelled_.size() > 100000) cancelled_.clear();
       cancelled_.insert(ns + "/" + name);
     }
     std::string body = json{{"kind", "DeleteOptions"}, {"apiVersion", "v1"}, {"propagationPolicy", "Background"}}.dump();
@@ -242,6 +240,19 @@ class K8sExecutor : public ork::Executor {
   }
 
  private:
+  static json string_map(const json& cfg, const char* field) {
+    json out = json::object();
+    if (!cfg.contains(field)) return out;
+    if (!cfg[field].is_object())
+      ork::throw_invalid(std::string(kName) + ": config \"" + field + "\" must be an object of strings");
+    for (const auto& [k, v] : cfg[field].items()) {
+      if (!v.is_string())
+        ork::throw_invalid(std::string(kName) + ": config \"" + field + "\": \"" + k + "\" must be a string");
+      out[k] = v;
+    }
+    return out;
+  }
+
   static Connection connect(const json& cfg) {
     std::string auth = cfg_string(cfg, kName, "auth", "auto");
     if (auth != "auto" && auth != "in_cluster" && auth != "kubeconfig" && auth != "config")
@@ -444,7 +455,7 @@ class K8sExecutor : public ork::Executor {
   Connection conn_;
   std::string image_, service_account_, pull_policy_, ns_, server_, instance_;
   std::vector<std::string> command_, args_;
-  json extra_labels_ = json::object();
+  json extra_labels_ = json::object(), annotations_ = json::object();
   int64_t ttl_ = 3600, margin_ = 60;
   std::unique_ptr<HttpClient> http_;
   std::mutex mu_;

@@ -28,7 +28,8 @@ CLOUD_RUN_TASK_INDEX, CLOUD_RUN_TASK_ATTEMPT and CLOUD_RUN_TASK_COUNT. A task th
 and fails; a failed task is retried up to maxRetries; the execution fails (NON_ZERO_EXIT_CODE) when a task has no
 retries left. Bearer tokens are accepted as given (no auth checks).
 Test controls (not Cloud Run): see fake_jobs.py (/_fake/images, /_fake/faults, /_fake/stats) and
-POST /_fake/config {"start_delay": s} (executions stay pending that long).
+POST /_fake/config {"start_delay": s} (executions stay pending that long; a job's label "fake-start-delay" sets it
+for that job alone).
 
 Usage: cloudrun_fake.py --port N --data DIR [--host 127.0.0.1]   (prints "ready <port>" once listening)
 """
@@ -191,7 +192,7 @@ class Handler(BaseHandler):
             st.executions[exname] = ex
             op = self.operation(exname, ex, False)
             max_retries = int(task_tmpl.get("maxRetries", 3))
-            delay = float(st.config.get("start_delay", 0))
+            delay = float((job.get("labels") or {}).get("fake-start-delay", st.config.get("start_delay", 0)))
         threading.Thread(target=self.execute, args=(ex, containers, timeout, max_retries, delay), daemon=True).start()
         return self.send_json(200, op)
 

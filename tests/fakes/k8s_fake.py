@@ -20,13 +20,14 @@ Errors are Status objects {"kind": "Status", "status": "Failure", "message", "re
 
 A Job runs one pod at a time (parallelism = completions = 1) with restartPolicy Never: its container really runs
 (fake_jobs.ContainerRunner; the image mapped to a local command, `command` replacing the entrypoint, `args`
-following) with the container's env, values from secretKeyRef resolved at pod start (a missing Secret keeps the pod
+following) with the container's env and HOSTNAME = the pod's name, values from secretKeyRef resolved at pod start (a missing Secret keeps the pod
 Pending, as CreateContainerConfigError does). A failed pod is replaced until backoffLimit failures; past
 activeDeadlineSeconds every pod is killed and the Job fails with reason DeadlineExceeded; ttlSecondsAfterFinished
 deletes a finished Job. Pods get the labels job-name and controller-uid and the template's labels.
-Auth: POST /_fake/config {"token": "T"} makes every API call need "Authorization: Bearer T" (else 401).
+Auth: POST /_fake/config {"token": "T"} makes every API call need "Authorization: Bearer T" (else 401);
+{"tokens": {"ns": "T"}} does it for one namespace.
 Test controls (not Kubernetes): fake_jobs.py's /_fake/images, /_fake/faults, /_fake/stats; /_fake/config
-{"start_delay": s} keeps new pods Pending that long.
+{"start_delay": s} keeps new pods Pending that long (a Job's annotation "fake.ork.dev/start-delay" for that Job).
 
 Usage: k8s_fake.py --port N --data DIR [--host 127.0.0.1]   (prints "ready <port>" once listening)
 """
@@ -81,7 +82,8 @@ class Handler(BaseHandler):
 
     def route(self, path):
         st = self.state
-        token = st.config.get("token")
+        ns_match = re.match(r"/apis?/(?:batch/)?v1/namespaces/([^/]+)/", path)
+        token = (st.config.get("tokens") or {}).get(ns_match.group(1) if ns_match else "", st.config.get("token"))
         if token and self.headers.get("Authorization") != f"Bearer {token}":
             self.read_body()
             return self.err(401, "Unauthorized")
@@ -231,11 +233,14 @@ class Handler(BaseHandler):
                 job["status"]["ready"] = 0
                 st.stamp(job["metadata"])
             env, waited = None, 0.0
-            delay = float(st.config.get("start_delay", 0))
+            delay = float((job["metadata"].get("annotations") or {}).get("fake.ork.dev/start-delay",
+                                                                          st.config.get("start_delay", 0)))
             while env is None or waited < delay:
                 if job["_stop"] or (deadline and time.time() - started > deadline):
                     break
                 env = self.pod_env(ns, container)
+                if env is not None:
+                    env.setdefault("HOSTNAME", pod["metadata"]["name"])
                 time.sleep(0.05)
                 waited += 0.05
             rc, reason = None, ""
