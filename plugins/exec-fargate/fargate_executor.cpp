@@ -2,6 +2,7 @@
 // network, container overrides for env/command, task-level cpu/memory from `resources:` rounded up to a valid
 // Fargate size, clientToken for safe retries), DescribeTasks (100 per call) for status, StopTask to cancel.
 // ECS has no push channel for task state here, so a StatusPoller turns polling into executor.status events.
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <ork/plugin.hpp>

@@ -5,6 +5,7 @@
 // Auth: in-cluster service account, a kubeconfig (token, tokenFile or client certificate; CA), or explicit config.
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <memory>
