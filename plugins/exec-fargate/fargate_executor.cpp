@@ -170,6 +170,8 @@ class FargateExecutor : public ork::Executor {
   json cancel(const json& a) override {
     std::string arn = a.value("executor_id", "");
     if (arn.empty()) ork::throw_invalid(std::string(kName) + ": cancel needs executor_id");
+    // A stopped task keeps its result: cancelling it changes nothing.
+    if (exec_terminal(describe({arn})[arn].value("state", ""))) return json::object();
     {
       std::lock_guard lock(mu_);
       if (cancelled_.size() > 100000) cancelled_.clear();

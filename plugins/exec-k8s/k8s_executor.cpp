@@ -229,6 +229,13 @@ class K8sExecutor : public ork::Executor {
 
   json cancel(const json& a) override {
     auto [ns, name] = split_id(a);
+    // A finished Job keeps its result (its TTL removes it): cancelling it changes nothing.
+    HttpResponse g = call("GET", "/apis/batch/v1/namespaces/" + ns + "/jobs/" + name);
+    if (g.status == 404) return json::object();
+    if (g.ok()) {
+      json job = json::parse(g.body, nullptr, false);
+      if (job.is_object() && exec_terminal(job_state(ns, name, job).value("state", ""))) return json::object();
+    }
     {
       std::lock_guard lock(mu_);
       if (cancelled_.size() > 100000) cancelled_.clear();
