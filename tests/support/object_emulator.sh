@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Object-store backends for tests, each on a free 127.0.0.1 port with its data in <dir>, stopped by the PID started:
-#   object_emulator.sh start moto|azurite|gcs|cloudrun|k8s <dir>   writes <dir>/port, <dir>/endpoint (http://127.0.0.1:PORT), <dir>/pid
+#   object_emulator.sh start moto|azurite|gcs|cloudrun|k8s|ecs <dir>   writes <dir>/port, <dir>/endpoint (http://127.0.0.1:PORT), <dir>/pid
 #   object_emulator.sh stop  moto|azurite|gcs <dir>   SIGTERM to that process group (SIGKILL after 10 s), rm -rf <dir>
 # moto: the pyenv Python's moto server (S3). azurite: npm azurite@3, installed on first use into
 # $ORK_NPM_CACHE (default ~/.cache/ork/npm)/azurite3. gcs: tests/fakes/gcs_fake.py (standard-library Python).
-# cloudrun, k8s: the job-API fakes tests/fakes/cloudrun_fake.py and k8s_fake.py (they run job containers as local
-# processes, so stopping the group also stops what they started).
+# cloudrun, k8s, ecs: the job-API fakes tests/fakes/<kind>_fake.py (they run job containers as local processes, so
+# stopping the group also stops what they started).
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 start|stop moto|azurite|gcs|cloudrun|k8s <dir>" >&2
+  echo "usage: $0 start|stop moto|azurite|gcs|cloudrun|k8s|ecs <dir>" >&2
   exit 2
 }
 [ $# -eq 3 ] || usage
@@ -80,7 +80,7 @@ case "$verb" in
     case "$kind" in
       moto) [ -x "$pyenv_py" ] || { echo "object_emulator: moto needs $pyenv_py (pyenv Python with moto)" >&2; exit 1; } ;;
       azurite) azbin=$(azurite_bin) ;;
-      gcs | cloudrun | k8s) py=$(any_python) ;;
+      gcs | cloudrun | k8s | ecs) py=$(any_python) ;;
       *) usage ;;
     esac
     for _ in 1 2 3; do
@@ -90,7 +90,7 @@ case "$verb" in
         azurite)
           setsid node "$azbin" --blobHost 127.0.0.1 --blobPort "$port" --location "$dir/data" --skipApiVersionCheck \
             --disableTelemetry --silent >"$dir/server.log" 2>&1 & ;;
-        gcs | cloudrun | k8s)
+        gcs | cloudrun | k8s | ecs)
           setsid "$py" "$here/../fakes/${kind}_fake.py" --port "$port" --data "$dir/data" >"$dir/server.log" 2>&1 & ;;
       esac
       pid=$!
