@@ -122,6 +122,24 @@ StatusPoller::Fetch StatusPoller::each(ork::HostServices host, std::string plugi
   };
 }
 
+void StatusPoller::observe(const std::string& id, const json& st) {
+  std::string state = st.value("state", "unknown");
+  if (state != "running" && !exec_terminal(state)) return;
+  {
+    std::lock_guard lock(mu_);
+    auto it = last_.find(id);
+    if (it == last_.end() || it->second == state) return;
+    if (exec_terminal(state))
+      last_.erase(it);
+    else
+      it->second = state;
+  }
+  json ev{{"type", "executor.status"}, {"executor_id", id}, {"state", state},
+          {"exit_code", st.value("exit_code", json(nullptr))}};
+  if (!st.value("message", "").empty()) ev["message"] = st["message"];
+  host_.notify(ev);
+}
+
 void StatusPoller::run() {
   std::unique_lock lock(mu_);
   for (;;) {
@@ -137,26 +155,7 @@ void StatusPoller::run() {
     } catch (const std::exception& e) {
       host_.log(ORK_LOG_WARN, plugin_ + ": status: " + e.what());
     }
-    for (const auto& [id, st] : got) {
-      std::string state = st.value("state", "unknown");
-      std::string before;
-      {
-        std::lock_guard relock(mu_);
-        auto it = last_.find(id);
-        if (it == last_.end()) continue;
-        before = it->second;
-        if (exec_terminal(state))
-          last_.erase(it);
-        else if (state == "running")
-          it->second = state;
-      }
-      if (state != before && (state == "running" || exec_terminal(state))) {
-        json ev{{"type", "executor.status"}, {"executor_id", id}, {"state", state},
-                {"exit_code", st.value("exit_code", json(nullptr))}};
-        if (!st.value("message", "").empty()) ev["message"] = st["message"];
-        host_.notify(ev);
-      }
-    }
+    for (const auto& [id, st] : got) observe(id, st);
     lock.lock();
   }
 }

@@ -119,7 +119,12 @@ class CloudRunExecutor : public ork::Executor {
     return {{"executor_id", execution}};
   }
 
-  json status(const json& a) override { return fetch_status(id_of(a)); }
+  json status(const json& a) override {
+    std::string id = id_of(a);
+    json st = fetch_status(id);
+    poller_->observe(id, st);
+    return st;
+  }
 
   json cancel(const json& a) override {
     std::string id = id_of(a);

@@ -164,6 +164,7 @@ class FargateExecutor : public ork::Executor {
     auto m = describe({arn});
     auto it = m.find(arn);
     if (it == m.end()) throw std::runtime_error(std::string(kName) + ": DescribeTasks said nothing about " + arn);
+    poller_->observe(arn, it->second);
     return it->second;
   }
 

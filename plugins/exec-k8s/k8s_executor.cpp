@@ -224,7 +224,9 @@ class K8sExecutor : public ork::Executor {
 
   json status(const json& a) override {
     auto [ns, name] = split_id(a);
-    return one_status(ns, name);
+    json st = one_status(ns, name);
+    poller_->observe(ns + "/" + name, st);
+    return st;
   }
 
   json cancel(const json& a) override {

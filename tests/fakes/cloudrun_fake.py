@@ -35,7 +35,9 @@ Usage: cloudrun_fake.py --port N --data DIR [--host 127.0.0.1]   (prints "ready 
 """
 import argparse
 import os
+import random
 import re
+import string
 import sys
 import threading
 import time
@@ -178,8 +180,11 @@ class Handler(BaseHandler):
                 for e in co.get("env") or []:
                     env[e["name"]] = e
                 c["env"] = list(env.values())
-            short = f"{jobname.rsplit('/', 1)[1]}-{uuid.uuid4().hex[:5]}"
-            exname = f"{jobname}/executions/{short}"
+            while True:  # job name + 5 random characters, unique within the job, like the service's names
+                short = f"{jobname.rsplit('/', 1)[1]}-{''.join(random.choices(string.ascii_lowercase + string.digits, k=5))}"
+                exname = f"{jobname}/executions/{short}"
+                if exname not in st.executions:
+                    break
             ex = {"name": exname, "uid": str(uuid.uuid4()), "job": jobname.rsplit("/", 1)[1],
                   "createTime": now_rfc3339(), "startTime": None, "completionTime": None,
                   "taskCount": task_count, "parallelism": int(tmpl.get("parallelism") or task_count),

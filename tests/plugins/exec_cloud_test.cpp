@@ -342,8 +342,10 @@ TEST_F(K8s, AJobRunsWithEnvResourcesLabelsAndSecrets) {
   json secret = api("GET", "/api/v1/namespaces/" + ns_ + "/secrets/" + name + "-secrets");
   ASSERT_EQ(secret["_status"], 200);
   EXPECT_EQ(secret["metadata"]["ownerReferences"][0]["uid"], job["metadata"]["uid"]);
-  // Deleting the Job collects its Secret.
+  // Cancelling a finished Job changes nothing; deleting it (as its TTL does) collects its Secret.
   ex->cancel({{"executor_id", id}, {"grace_ms", 0}});
+  EXPECT_EQ(ex->status({{"executor_id", id}})["state"], "succeeded");
+  EXPECT_EQ(api("DELETE", "/apis/batch/v1/namespaces/" + ns_ + "/jobs/" + name)["_status"], 200);
   EXPECT_EQ(api("GET", "/api/v1/namespaces/" + ns_ + "/secrets/" + name + "-secrets")["_status"], 404);
 }
 
