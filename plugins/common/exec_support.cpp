@@ -74,8 +74,7 @@ std::string dns_label(const std::string& s, size_t max_len) {
   return out;
 }
 
-StatusPoller::StatusPoller(ork::HostServices host, std::chrono::milliseconds interval, Fetch fetch,
-                           std::string plugin)
+StatusPoller::StatusPoller(ork::HostServices host, std::chrono::milliseconds interval, Fetch fetch, std::string plugin)
     : host_(host), interval_(interval), fetch_(std::move(fetch)), plugin_(std::move(plugin)) {
   thread_ = std::thread([this] { run(); });
 }
@@ -134,7 +133,9 @@ void StatusPoller::observe(const std::string& id, const json& st) {
     else
       it->second = state;
   }
-  json ev{{"type", "executor.status"}, {"executor_id", id}, {"state", state},
+  json ev{{"type", "executor.status"},
+          {"executor_id", id},
+          {"state", state},
           {"exit_code", st.value("exit_code", json(nullptr))}};
   if (!st.value("message", "").empty()) ev["message"] = st["message"];
   host_.notify(ev);

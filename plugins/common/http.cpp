@@ -59,13 +59,13 @@ struct HttpClient::Impl {
       cfg.set_validate_certificates(o.verify_tls);
       cfg.set_chunksize(256 * 1024);
       if (!o.ca_pem.empty() || !o.client_cert_pem.empty()) {
-        cfg.set_ssl_context_callback([ca = o.ca_pem, cert = o.client_cert_pem,
-                                      key = o.client_key_pem](boost::asio::ssl::context& ctx) {
-          if (!ca.empty()) ctx.add_certificate_authority(boost::asio::buffer(ca.data(), ca.size()));
-          if (!cert.empty()) ctx.use_certificate_chain(boost::asio::buffer(cert.data(), cert.size()));
-          if (!key.empty())
-            ctx.use_private_key(boost::asio::buffer(key.data(), key.size()), boost::asio::ssl::context::pem);
-        });
+        cfg.set_ssl_context_callback(
+            [ca = o.ca_pem, cert = o.client_cert_pem, key = o.client_key_pem](boost::asio::ssl::context& ctx) {
+              if (!ca.empty()) ctx.add_certificate_authority(boost::asio::buffer(ca.data(), ca.size()));
+              if (!cert.empty()) ctx.use_certificate_chain(boost::asio::buffer(cert.data(), cert.size()));
+              if (!key.empty())
+                ctx.use_private_key(boost::asio::buffer(key.data(), key.size()), boost::asio::ssl::context::pem);
+            });
       }
       c = std::make_unique<http::client::http_client>(web::uri(origin), cfg);
     }

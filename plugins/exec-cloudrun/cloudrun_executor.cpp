@@ -29,10 +29,10 @@ class CloudRunExecutor : public ork::Executor {
       R"({"description": "Task attempts as Cloud Run job executions", "capabilities": ["cancel", "task_count"]})";
 
   CloudRunExecutor(const json& cfg, ork::HostServices host) : host_(host) {
-    check_known_fields(cfg, kName,
-                       {"project", "location", "job", "container", "endpoint", "credentials_file", "credentials_json",
-                        "anonymous", "args", "task_count", "timeout_margin_seconds", "poll_interval_ms",
-                        "timeout_ms", "max_attempts", "secrets"});
+    check_known_fields(
+        cfg, kName,
+        {"project", "location", "job", "container", "endpoint", "credentials_file", "credentials_json", "anonymous",
+         "args", "task_count", "timeout_margin_seconds", "poll_interval_ms", "timeout_ms", "max_attempts", "secrets"});
     GoogleAuthOptions go;
     go.credentials_file = cfg_string(cfg, kName, "credentials_file");
     go.credentials_json = cfg_string(cfg, kName, "credentials_json");

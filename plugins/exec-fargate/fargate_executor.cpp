@@ -36,8 +36,8 @@ std::pair<int64_t, int64_t> fargate_size(int64_t cpu_millis, int64_t memory_mb) 
   struct Size {
     int64_t cpu, mem_min, mem_max, step;
   };
-  static const Size sizes[] = {{256, 512, 2048, 0},        {512, 1024, 4096, 1024},     {1024, 2048, 8192, 1024},
-                               {2048, 4096, 16384, 1024},  {4096, 8192, 30720, 1024},   {8192, 16384, 61440, 4096},
+  static const Size sizes[] = {{256, 512, 2048, 0},         {512, 1024, 4096, 1024},   {1024, 2048, 8192, 1024},
+                               {2048, 4096, 16384, 1024},   {4096, 8192, 30720, 1024}, {8192, 16384, 61440, 4096},
                                {16384, 32768, 122880, 8192}};
   if (cpu_millis <= 0 && memory_mb <= 0) return {0, 0};
   int64_t units = (std::max<int64_t>(cpu_millis, 0) * 1024 + 999) / 1000;
@@ -61,11 +61,11 @@ class FargateExecutor : public ork::Executor {
       R"({"description": "Task attempts as Amazon ECS tasks on Fargate", "capabilities": ["cancel", "resources"]})";
 
   FargateExecutor(const json& cfg, ork::HostServices host) : host_(host) {
-    check_known_fields(cfg, kName,
-                       {"cluster", "task_definition", "container", "subnets", "security_groups", "assign_public_ip",
-                        "platform_version", "command", "started_by", "region", "endpoint", "access_key_id",
-                        "secret_access_key", "session_token", "profile", "poll_interval_ms", "timeout_ms",
-                        "max_attempts", "secrets", "propagate_tags"});
+    check_known_fields(
+        cfg, kName, {"cluster",          "task_definition",  "container",         "subnets",       "security_groups",
+                     "assign_public_ip", "platform_version", "command",           "started_by",    "region",
+                     "endpoint",         "access_key_id",    "secret_access_key", "session_token", "profile",
+                     "poll_interval_ms", "timeout_ms",       "max_attempts",      "secrets",       "propagate_tags"});
     cluster_ = cfg_string(cfg, kName, "cluster", "", true);
     task_definition_ = cfg_string(cfg, kName, "task_definition", "", true);
     container_ = cfg_string(cfg, kName, "container", "worker");
@@ -249,7 +249,8 @@ class FargateExecutor : public ork::Executor {
       }
       HttpResponse r;
       try {
-        r = http_->send(req, [&](HttpRequest& q) { sigv4_sign_request(q, c, region_, "ecs", now_epoch_ms(), false, hash); });
+        r = http_->send(req,
+                        [&](HttpRequest& q) { sigv4_sign_request(q, c, region_, "ecs", now_epoch_ms(), false, hash); });
       } catch (const HttpError& e) {
         ork::throw_unavailable(std::string(kName) + ": " + e.what());
       }

@@ -44,8 +44,7 @@ std::string slurp(const std::string& path, const char* what) {
 // A label value: at most 63 of [A-Za-z0-9-_.], starting and ending alphanumeric.
 std::string label_value(const std::string& s) {
   std::string out;
-  for (char c : s)
-    out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
+  for (char c : s) out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
   if (out.size() > 63) out.resize(63);
   while (!out.empty() && !std::isalnum(static_cast<unsigned char>(out.back()))) out.pop_back();
   while (!out.empty() && !std::isalnum(static_cast<unsigned char>(out.front()))) out.erase(0, 1);
@@ -114,10 +113,27 @@ class K8sExecutor : public ork::Executor {
 
   K8sExecutor(const json& cfg, ork::HostServices host) : host_(host) {
     check_known_fields(cfg, kName,
-                       {"image", "command", "args", "namespace", "auth", "kubeconfig", "context", "server", "token",
-                        "token_file", "ca_file", "insecure_skip_tls_verify", "service_account", "image_pull_policy",
-                        "ttl_seconds_after_finished", "deadline_margin_seconds", "labels", "annotations", "poll_interval_ms",
-                        "timeout_ms", "max_attempts"});
+                       {"image",
+                        "command",
+                        "args",
+                        "namespace",
+                        "auth",
+                        "kubeconfig",
+                        "context",
+                        "server",
+                        "token",
+                        "token_file",
+                        "ca_file",
+                        "insecure_skip_tls_verify",
+                        "service_account",
+                        "image_pull_policy",
+                        "ttl_seconds_after_finished",
+                        "deadline_margin_seconds",
+                        "labels",
+                        "annotations",
+                        "poll_interval_ms",
+                        "timeout_ms",
+                        "max_attempts"});
     image_ = cfg_string(cfg, kName, "image", "", true);
     command_ = cfg_strings(cfg, kName, "command");
     args_ = cfg_strings(cfg, kName, "args");
@@ -216,7 +232,8 @@ class K8sExecutor : public ork::Executor {
       if (!secret_name.empty()) call("DELETE", "/api/v1/namespaces/" + ns_ + "/secrets/" + secret_name);
       throw_http(kName, "create job " + name, r.status, status_message(r));
     }
-    if (!secret_name.empty() && created.is_object()) own_secret(secret_name, name, created["metadata"].value("uid", ""));
+    if (!secret_name.empty() && created.is_object())
+      own_secret(secret_name, name, created["metadata"].value("uid", ""));
     std::string id = ns_ + "/" + name;
     poller_->watch(id);
     return {{"executor_id", id}};
@@ -243,7 +260,8 @@ class K8sExecutor : public ork::Executor {
       if (cancelled_.size() > 100000) cancelled_.clear();
       cancelled_.insert(ns + "/" + name);
     }
-    std::string body = json{{"kind", "DeleteOptions"}, {"apiVersion", "v1"}, {"propagationPolicy", "Background"}}.dump();
+    std::string body =
+        json{{"kind", "DeleteOptions"}, {"apiVersion", "v1"}, {"propagationPolicy", "Background"}}.dump();
     HttpResponse r = call("DELETE", "/apis/batch/v1/namespaces/" + ns + "/jobs/" + name, body);
     if (!r.ok() && r.status != 404) throw_http(kName, "delete job " + name, r.status, status_message(r));
     return json::object();
@@ -330,8 +348,8 @@ class K8sExecutor : public ork::Executor {
               {{"ownerReferences",
                 json::array({{{"apiVersion", "batch/v1"}, {"kind", "Job"}, {"name", job}, {"uid", uid}}})}}}}
             .dump();
-    HttpResponse r = call("PATCH", "/api/v1/namespaces/" + ns_ + "/secrets/" + secret, body,
-                          "application/merge-patch+json");
+    HttpResponse r =
+        call("PATCH", "/api/v1/namespaces/" + ns_ + "/secrets/" + secret, body, "application/merge-patch+json");
     if (!r.ok())
       host_.log(ORK_LOG_WARN, std::string(kName) + ": could not make job " + job + " own its secret: HTTP " +
                                   std::to_string(r.status));
@@ -340,7 +358,8 @@ class K8sExecutor : public ork::Executor {
   std::pair<std::string, std::string> split_id(const json& a) const {
     std::string id = a.value("executor_id", "");
     auto slash = id.find('/');
-    if (slash == std::string::npos || slash == 0 || slash + 1 == id.size() || id.find('/', slash + 1) != std::string::npos)
+    if (slash == std::string::npos || slash == 0 || slash + 1 == id.size() ||
+        id.find('/', slash + 1) != std::string::npos)
       ork::throw_invalid(std::string(kName) + ": \"" + id + "\" is not namespace/job");
     return {id.substr(0, slash), id.substr(slash + 1)};
   }

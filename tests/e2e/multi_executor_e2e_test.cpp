@@ -12,9 +12,9 @@ namespace {
 
 TEST(MultiExecutorE2E, OneRunLandsOnThreeExecutorsAndPassesOutputs) {
   TempDir dir;
-  auto r = run("WORK=" + dir.str() + " " + std::string(ORK_SOURCE_DIR) + "/examples/multi-executor/run.sh " + kHost +
-                   " 2>&1",
-               std::chrono::seconds(240));
+  auto r = run(
+      "WORK=" + dir.str() + " " + std::string(ORK_SOURCE_DIR) + "/examples/multi-executor/run.sh " + kHost + " 2>&1",
+      std::chrono::seconds(240));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   auto st = ork::load_plugin<ork::StateProxy>("state", "ork-state-sqlite", {{"path", dir / "state.db"}});
   json run_rec = st->list_runs({{"limit", 1}})["runs"][0];

@@ -153,9 +153,8 @@ class CloudRun : public ::testing::Test {
     return job;
   }
   std::unique_ptr<ork::ExecutorProxy> load(json cfg = json::object(), const std::string& job = "") {
-    json base{{"project", "p"},          {"location", "l"},   {"job", job.empty() ? job_ : job},
-              {"endpoint", ep_},         {"poll_interval_ms", 50}, {"max_attempts", 4},
-              {"timeout_margin_seconds", 0}};
+    json base{{"project", "p"},         {"location", "l"},   {"job", job.empty() ? job_ : job}, {"endpoint", ep_},
+              {"poll_interval_ms", 50}, {"max_attempts", 4}, {"timeout_margin_seconds", 0}};
     for (const auto& [k, v] : cfg.items()) base[k] = v;
     auto ev = events_;
     return ork::load_plugin<ork::ExecutorProxy>("executor", "ork-exec-cloudrun", base,
@@ -258,11 +257,14 @@ TEST_F(CloudRun, PendingUntilTheExecutionStarts) {
 
 TEST_F(CloudRun, SecretsGoAsEnvOrAreRefused) {
   auto ex = load();
-  std::string id = ex->dispatch(exec_config("sec", dir_, {{"ORK_TASK_SECRETS", R"({"env":{"K":"s3cr3t"}})"}}))["executor_id"];
+  std::string id =
+      ex->dispatch(exec_config("sec", dir_, {{"ORK_TASK_SECRETS", R"({"env":{"K":"s3cr3t"}})"}}))["executor_id"];
   ASSERT_EQ(events_->wait_for(id).value("state", ""), "succeeded");
   EXPECT_EQ(read_file(dir_ / "sec"), R"(runs/R/sec/spec.json|{"env":{"K":"s3cr3t"}}|)");
   auto strict = load({{"secrets", "refuse"}});
-  EXPECT_EQ(code_of([&] { strict->dispatch(exec_config("sec2", dir_, {{"ORK_TASK_SECRETS", "{}"}})); }),
+  EXPECT_EQ(code_of([&] {
+              strict->dispatch(exec_config("sec2", dir_, {{"ORK_TASK_SECRETS", "{}"}}));
+            }),
             ORK_ERR_UNSUPPORTED);
 }
 
@@ -273,7 +275,9 @@ TEST_F(CloudRun, BadConfigIsRefused) {
                std::exception);
   EXPECT_THROW(load({{"secrets", "file"}}), std::exception);
   auto ex = load();
-  EXPECT_EQ(code_of([&] { ex->status({{"executor_id", "projects/x/locations/l/jobs/j/executions/e"}}); }),
+  EXPECT_EQ(code_of([&] {
+              ex->status({{"executor_id", "projects/x/locations/l/jobs/j/executions/e"}});
+            }),
             ORK_ERR_INVALID);
 }
 
@@ -288,14 +292,17 @@ class K8s : public ::testing::Test {
     ns_ = unique("ns");
     http_json("POST", ep_ + "/_fake/config", {{"tokens", {{ns_, "tok-" + ns_}}}});
     kubeconfig_ = dir_ / "kubeconfig";
-    write_file(kubeconfig_, "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
-                            "clusters:\n- name: fake\n  cluster:\n    server: " + ep_ +
-                                "\ncontexts:\n- name: test\n  context:\n    cluster: fake\n    user: me\n"
-                                "    namespace: " + ns_ + "\nusers:\n- name: me\n  user:\n    token: tok-" + ns_ + "\n");
+    write_file(kubeconfig_,
+               "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
+               "clusters:\n- name: fake\n  cluster:\n    server: " +
+                   ep_ +
+                   "\ncontexts:\n- name: test\n  context:\n    cluster: fake\n    user: me\n"
+                   "    namespace: " +
+                   ns_ + "\nusers:\n- name: me\n  user:\n    token: tok-" + ns_ + "\n");
   }
   std::unique_ptr<ork::ExecutorProxy> load(json cfg = json::object()) {
-    json base{{"image", "sh"}, {"args", {kScript}}, {"kubeconfig", kubeconfig_}, {"poll_interval_ms", 50},
-              {"max_attempts", 4}, {"deadline_margin_seconds", 0}};
+    json base{{"image", "sh"},          {"args", {kScript}}, {"kubeconfig", kubeconfig_},
+              {"poll_interval_ms", 50}, {"max_attempts", 4}, {"deadline_margin_seconds", 0}};
     for (const auto& [k, v] : cfg.items()) base[k] = v;
     auto ev = events_;
     return ork::load_plugin<ork::ExecutorProxy>("executor", "ork-exec-k8s", base,
@@ -426,8 +433,7 @@ TEST_F(K8s, FanOutOf200JobsAllFinish) {
   EXPECT_EQ(ok, ids.size());
   std::printf("k8s fake: 200 dispatches in %lld ms, all finished in %lld ms\n",
               static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(dispatched).count()),
-              static_cast<long long>(
-                  std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count()));
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count()));
 }
 
 // ---------------------------------------------------------------- Fargate (moto ECS, recorded answers)
@@ -478,9 +484,11 @@ class Fargate : public ::testing::Test {
     ASSERT_FALSE(subnet_.empty());
   }
   std::unique_ptr<ork::ExecutorProxy> load(const std::string& endpoint, json cfg = json::object()) {
-    json base{{"cluster", cluster_}, {"task_definition", cluster_ + "-worker"}, {"subnets", {subnet_}},
-              {"security_groups", {sg_}}, {"endpoint", endpoint}, {"region", "us-east-1"},
-              {"access_key_id", "test"}, {"secret_access_key", "test"}, {"poll_interval_ms", 50}};
+    json base{{"cluster", cluster_},     {"task_definition", cluster_ + "-worker"},
+              {"subnets", {subnet_}},    {"security_groups", {sg_}},
+              {"endpoint", endpoint},    {"region", "us-east-1"},
+              {"access_key_id", "test"}, {"secret_access_key", "test"},
+              {"poll_interval_ms", 50}};
     for (const auto& [k, v] : cfg.items()) base[k] = v;
     auto ev = events_;
     return ork::load_plugin<ork::ExecutorProxy>("executor", "ork-exec-fargate", base,
@@ -539,13 +547,16 @@ class FargateRecorded : public Fargate {
     server_ = std::make_unique<Process>(
         "exec python3 " + std::string(ORK_SOURCE_DIR) + "/tests/fakes/recorded_http.py --port 0 > " + port_file,
         dir_ / "server.log");
-    ASSERT_TRUE(eventually([&] { return read_file(port_file).find("ready") == 0; }, 20s)) << read_file(dir_ / "server.log");
+    ASSERT_TRUE(eventually([&] { return read_file(port_file).find("ready") == 0; }, 20s))
+        << read_file(dir_ / "server.log");
     rec_ = "http://127.0.0.1:" + read_file(port_file).substr(6);
     while (!rec_.empty() && rec_.back() == '\n') rec_.pop_back();
   }
   void script(const json& responses) { http_json("POST", rec_ + "/_script", {{"responses", responses}}); }
   static json task(const std::string& last, const json& extra = json::object()) {
-    json t{{"taskArn", kArn}, {"lastStatus", last}, {"desiredStatus", last == "STOPPED" ? "STOPPED" : "RUNNING"},
+    json t{{"taskArn", kArn},
+           {"lastStatus", last},
+           {"desiredStatus", last == "STOPPED" ? "STOPPED" : "RUNNING"},
            {"containers", json::array({{{"name", "worker"}, {"lastStatus", last}}})}};
     for (const auto& [k, v] : extra.items()) t[k] = v;
     return {{"tasks", json::array({t})}, {"failures", json::array()}};
@@ -557,8 +568,8 @@ class FargateRecorded : public Fargate {
 
 TEST_F(FargateRecorded, ProvisioningAndPendingArePendingThenExitCode1IsFailed) {
   auto ex = load(rec_, {{"poll_interval_ms", 3600000}});
-  json stopped = task("STOPPED", {{"stopCode", "EssentialContainerExited"},
-                                  {"stoppedReason", "Essential container in task exited"}});
+  json stopped = task(
+      "STOPPED", {{"stopCode", "EssentialContainerExited"}, {"stoppedReason", "Essential container in task exited"}});
   stopped["tasks"][0]["containers"][0]["exitCode"] = 1;
   script({{{"match", "RunTask"}, {"body", task("PROVISIONING")}},
           {{"match", "DescribeTasks"}, {"body", task("PROVISIONING")}},
@@ -581,7 +592,8 @@ TEST_F(FargateRecorded, ProvisioningAndPendingArePendingThenExitCode1IsFailed) {
 
 TEST_F(FargateRecorded, ExitCodeAndReasonsReachTheEvent) {
   auto ex = load(rec_);
-  json stopped = task("STOPPED", {{"stopCode", "EssentialContainerExited"}, {"stoppedReason", "Essential container exited"}});
+  json stopped =
+      task("STOPPED", {{"stopCode", "EssentialContainerExited"}, {"stoppedReason", "Essential container exited"}});
   stopped["tasks"][0]["containers"][0]["exitCode"] = 1;
   script({{{"match", "RunTask"}, {"body", task("PENDING")}}, {{"match", "DescribeTasks"}, {"body", stopped}}});
   std::string arn = ex->dispatch(exec_config("r", dir_))["executor_id"];
@@ -599,12 +611,14 @@ TEST_F(FargateRecorded, MissingFailedToStartUserStopAndThrottling) {
                                    {"stoppedReason", "CannotPullContainerError: pull image manifest"}});
   json user = task("STOPPED", {{"stopCode", "UserInitiated"}, {"stoppedReason", "Task stopped by user"}});
   user["tasks"][0]["containers"][0]["exitCode"] = 143;
-  script({{{"match", "DescribeTasks"}, {"status", 400},
+  script({{{"match", "DescribeTasks"},
+           {"status", 400},
            {"body", {{"__type", "ThrottlingException"}, {"message", "Rate exceeded"}}}},
           {{"match", "DescribeTasks"}, {"body", missing}},
           {{"match", "DescribeTasks"}, {"body", no_start}},
           {{"match", "DescribeTasks"}, {"body", user}},
-          {{"match", "DescribeTasks"}, {"status", 400},
+          {{"match", "DescribeTasks"},
+           {"status", 400},
            {"body", {{"__type", "ClusterNotFoundException"}, {"message", "Cluster not found."}}}}});
   json st = ex->status({{"executor_id", kArn}});  // throttled once, then MISSING
   EXPECT_EQ(st["state"], "failed");
