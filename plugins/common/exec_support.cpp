@@ -50,6 +50,21 @@ void throw_http(const char* plugin, const std::string& what, int status, const s
   throw std::runtime_error(text);
 }
 
+HttpResponse send_json_request(const HttpClient& http, const std::string& method, const std::string& url,
+                               std::string_view body, const std::string& token, const char* plugin,
+                               const std::string& content_type) {
+  Headers h{{"Accept", "application/json"}};
+  if (!body.empty()) h.emplace_back("Content-Type", content_type);
+  HttpRequest req{method, url, h, body, ""};
+  try {
+    return http.send(req, [&](HttpRequest& q) {
+      if (!token.empty()) q.set_header("Authorization", "Bearer " + token);
+    });
+  } catch (const HttpError& e) {
+    ork::throw_unavailable(std::string(plugin) + ": " + e.what());
+  }
+}
+
 json exec_status(const std::string& state, const json& exit_code, const std::string& message) {
   return {{"state", state}, {"exit_code", exit_code}, {"message", message}};
 }

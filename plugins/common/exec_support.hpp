@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "http.hpp"
+
 namespace ork::common {
 
 // The variables to set in the job: ExecutionConfig.env without ORK_TASK_SECRETS (returned apart in `secrets`,
@@ -36,6 +38,12 @@ std::vector<std::string> cfg_strings(const nlohmann::json& cfg, const char* plug
 // Throws the PluginError matching an HTTP error answer: 404 NOT_FOUND, 409 CONFLICT, 400/401/403/422 INVALID,
 // 408/429/5xx UNAVAILABLE, else a runtime_error; the text names the plugin, what failed, the status and `detail`.
 [[noreturn]] void throw_http(const char* plugin, const std::string& what, int status, const std::string& detail);
+
+// Sends a JSON request (`body` as application/json, or `content_type`) with "Authorization: Bearer <token>" (none when
+// empty) through `http`'s retries; a transport failure becomes UNAVAILABLE naming the plugin.
+HttpResponse send_json_request(const HttpClient& http, const std::string& method, const std::string& url,
+                               std::string_view body, const std::string& token, const char* plugin,
+                               const std::string& content_type = "application/json");
 
 // A lowercase DNS-1123 label (a-z0-9 and '-', starting with a letter, at most max_len) made from `s`.
 std::string dns_label(const std::string& s, size_t max_len);

@@ -190,16 +190,7 @@ class CloudRunExecutor : public ork::Executor {
     } catch (const std::exception& e) {
       ork::throw_unavailable(std::string(kName) + ": " + e.what());
     }
-    Headers h;
-    if (!body.empty()) h.emplace_back("Content-Type", "application/json");
-    HttpRequest req{method, url, h, body, ""};
-    try {
-      return http_->send(req, [&](HttpRequest& q) {
-        if (!token.empty()) q.set_header("Authorization", "Bearer " + token);
-      });
-    } catch (const HttpError& e) {
-      ork::throw_unavailable(std::string(kName) + ": " + e.what());
-    }
+    return send_json_request(*http_, method, url, body, token, kName);
   }
 
   static std::string error_message(const HttpResponse& r) {

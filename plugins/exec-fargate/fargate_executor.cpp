@@ -80,15 +80,8 @@ class FargateExecutor : public ork::Executor {
     secrets_mode_ = cfg_string(cfg, kName, "secrets", "env");
     if (secrets_mode_ != "env" && secrets_mode_ != "refuse")
       ork::throw_invalid(std::string(kName) + ": config \"secrets\" must be \"env\" or \"refuse\"");
-    AwsCredentialsOptions co;
-    co.access_key_id = cfg_string(cfg, kName, "access_key_id");
-    co.secret_access_key = cfg_string(cfg, kName, "secret_access_key");
-    co.session_token = cfg_string(cfg, kName, "session_token");
-    co.profile = cfg_string(cfg, kName, "profile");
-    creds_ = std::make_unique<AwsCredentialsProvider>(co);
-    region_ = cfg_string(cfg, kName, "region");
-    if (region_.empty()) region_ = creds_->region_hint();
-    if (region_.empty()) region_ = "us-east-1";
+    creds_ = std::make_unique<AwsCredentialsProvider>(aws_credentials_options(cfg, kName));
+    region_ = aws_region(cfg, kName, *creds_);
     std::string endpoint = cfg_string(cfg, kName, "endpoint");
     try {
       endpoint_ = parse_url(endpoint.empty() ? "https://ecs." + region_ + ".amazonaws.com" : endpoint).origin() + "/";

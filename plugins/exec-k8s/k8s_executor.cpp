@@ -460,17 +460,7 @@ class K8sExecutor : public ork::Executor {
 
   HttpResponse call(const std::string& method, const std::string& path, std::string_view body = {},
                     const std::string& content_type = "application/json") {
-    Headers h{{"Accept", "application/json"}};
-    if (!body.empty()) h.emplace_back("Content-Type", content_type);
-    HttpRequest req{method, server_ + path, h, body, ""};
-    std::string token = bearer();
-    try {
-      return http_->send(req, [&](HttpRequest& q) {
-        if (!token.empty()) q.set_header("Authorization", "Bearer " + token);
-      });
-    } catch (const HttpError& e) {
-      ork::throw_unavailable(std::string(kName) + ": " + e.what());
-    }
+    return send_json_request(*http_, method, server_ + path, body, bearer(), kName, content_type);
   }
 
   // The message of a Kubernetes Status object, else the body's start.

@@ -33,7 +33,6 @@ for that job alone).
 
 Usage: cloudrun_fake.py --port N --data DIR [--host 127.0.0.1]   (prints "ready <port>" once listening)
 """
-import argparse
 import os
 import random
 import re
@@ -44,7 +43,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fake_jobs import BaseHandler, ContainerRunner, FakeState, now_rfc3339, serve  # noqa: E402
+from fake_jobs import BaseHandler, ContainerRunner, FakeState, main, now_rfc3339  # noqa: E402
 
 
 def seconds(d, default):
@@ -301,15 +300,5 @@ def public(ex):
     return {k: v for k, v in ex.items() if not k.startswith("_") and v is not None}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--data", required=True)
-    a = ap.parse_args()
-    os.makedirs(a.data, exist_ok=True)
-    serve(Handler, State(a.data), a.host, a.port)
-
-
 if __name__ == "__main__":
-    main()
+    main(__doc__, Handler, State)

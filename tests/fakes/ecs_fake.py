@@ -29,8 +29,6 @@ ThrottlingException), /_fake/stats; POST /_fake/forget {"task": arn} (or ?task=a
 
 Usage: ecs_fake.py --port N --data DIR [--host 127.0.0.1]   (prints "ready <port>" once listening)
 """
-import argparse
-import json
 import os
 import sys
 import threading
@@ -38,7 +36,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fake_jobs import BaseHandler, ContainerRunner, FakeState, serve  # noqa: E402
+from fake_jobs import BaseHandler, ContainerRunner, FakeState, main  # noqa: E402
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 PREFIX = "AmazonEC2ContainerServiceV20141113."
@@ -244,15 +242,5 @@ def public_task(t):
     return out
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--data", required=True)
-    a = ap.parse_args()
-    os.makedirs(a.data, exist_ok=True)
-    serve(Handler, State(a.data), a.host, a.port)
-
-
 if __name__ == "__main__":
-    main()
+    main(__doc__, Handler, State)

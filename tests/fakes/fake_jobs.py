@@ -10,6 +10,7 @@
   delay, holds them `delay` seconds before serving them normally (a hanging API).
 - BaseHandler: JSON plumbing, TCP_NODELAY, fault injection, /_fake/images, /_fake/faults, /_fake/config, /_fake/stats.
 """
+import argparse
 import json
 import os
 import signal
@@ -186,6 +187,19 @@ class BaseHandler(BaseHTTPRequestHandler):
         return self.send_json(200, {"ok": True})
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = lambda self: self.handle_request()
+
+
+def main(doc, handler_cls, make_state, data=True):
+    """Command line of a fake: --port N [--data DIR] [--host 127.0.0.1]; serves until killed."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    if data:
+        ap.add_argument("--data", required=True)
+    a = ap.parse_args()
+    if data:
+        os.makedirs(a.data, exist_ok=True)
+    serve(handler_cls, make_state(a.data) if data else make_state(), a.host, a.port)
 
 
 def serve(handler_cls, state, host, port):

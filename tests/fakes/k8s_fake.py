@@ -31,7 +31,6 @@ Test controls (not Kubernetes): fake_jobs.py's /_fake/images, /_fake/faults, /_f
 
 Usage: k8s_fake.py --port N --data DIR [--host 127.0.0.1]   (prints "ready <port>" once listening)
 """
-import argparse
 import base64
 import os
 import re
@@ -41,7 +40,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fake_jobs import BaseHandler, ContainerRunner, FakeState, now_rfc3339, serve  # noqa: E402
+from fake_jobs import BaseHandler, ContainerRunner, FakeState, main, now_rfc3339  # noqa: E402
 
 NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
@@ -334,15 +333,5 @@ def cond(typ, reason="", message=""):
     return c
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--data", required=True)
-    a = ap.parse_args()
-    os.makedirs(a.data, exist_ok=True)
-    serve(Handler, State(a.data), a.host, a.port)
-
-
 if __name__ == "__main__":
-    main()
+    main(__doc__, Handler, State)

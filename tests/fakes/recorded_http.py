@@ -11,13 +11,12 @@ test talks to this server, the test checks what the plugin made of each answer a
 
 Usage: recorded_http.py --port N [--host 127.0.0.1]   (prints "ready <port>" once listening)
 """
-import argparse
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fake_jobs import BaseHandler, FakeState, serve  # noqa: E402
+from fake_jobs import BaseHandler, FakeState, main  # noqa: E402
 
 
 class State(FakeState):
@@ -54,13 +53,5 @@ class Handler(BaseHandler):
         return self.send_json(500, {"message": f"no recorded response for {target or path}"})
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    a = ap.parse_args()
-    serve(Handler, State(), a.host, a.port)
-
-
 if __name__ == "__main__":
-    main()
+    main(__doc__, Handler, State, data=False)

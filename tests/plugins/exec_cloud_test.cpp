@@ -130,6 +130,23 @@ ork_status code_of(const std::function<void()>& f) {
   return ORK_OK;
 }
 
+// Dispatches a 60 s sleep with timeout_seconds 1: the platform's deadline must fail it within 20 s, saying `why`.
+void expect_platform_deadline(ork::ExecutorProxy& ex, Events& events, const TempDir& dir, const std::string& why) {
+  auto t0 = Clock::now();
+  std::string id = ex.dispatch(exec_config("slow", dir, {{"SLEEP", "60"}}, 1))["executor_id"];
+  json e = events.wait_for(id);
+  ASSERT_FALSE(e.is_null());
+  EXPECT_EQ(e["state"], "failed");
+  EXPECT_NE(e.value("message", "").find(why), std::string::npos) << e.dump();
+  EXPECT_LT(Clock::now() - t0, 20s);
+}
+
+// Makes the fake at `ep` answer the next matching request 429, the one after 503.
+void inject_429_then_503(const std::string& ep, const std::string& match, const std::string& method = "") {
+  for (int status : {429, 503})
+    http_json("POST", ep + "/_fake/faults", {{"status", status}, {"count", 1}, {"match", match}, {"method", method}});
+}
+
 // ---------------------------------------------------------------- Cloud Run (fake)
 
 class CloudRun : public ::testing::Test {
@@ -204,19 +221,12 @@ TEST_F(CloudRun, CancelStopsTheExecution) {
 
 TEST_F(CloudRun, TheTaskTimeoutBecomesTheExecutionTimeout) {
   auto ex = load();
-  auto t0 = Clock::now();
-  std::string id = ex->dispatch(exec_config("slow", dir_, {{"SLEEP", "60"}}, 1))["executor_id"];
-  json e = events_->wait_for(id);
-  ASSERT_FALSE(e.is_null());
-  EXPECT_EQ(e["state"], "failed");
-  EXPECT_NE(e.value("message", "").find("timed out"), std::string::npos) << e.dump();
-  EXPECT_LT(Clock::now() - t0, 20s);
+  expect_platform_deadline(*ex, *events_, dir_, "timed out");
 }
 
 TEST_F(CloudRun, RunIsRetriedOn429And503WithoutADuplicateExecution) {
   auto ex = load();
-  http_json("POST", ep_ + "/_fake/faults", {{"status", 429}, {"count", 1}, {"match", job_ + ":run"}});
-  http_json("POST", ep_ + "/_fake/faults", {{"status", 503}, {"count", 1}, {"match", job_ + ":run"}});
+  inject_429_then_503(ep_, job_ + ":run");
   std::string id = ex->dispatch(exec_config("retry", dir_))["executor_id"];
   ASSERT_FALSE(events_->wait_for(id).is_null());
   json list = http_json("GET", ep_ + "/v2/projects/p/locations/l/jobs/" + job_ + "/executions");
@@ -382,20 +392,12 @@ TEST_F(K8s, CancelDeletesTheJobAndStopsThePod) {
 
 TEST_F(K8s, ActiveDeadlineEndsAHangingJob) {
   auto ex = load();
-  auto t0 = Clock::now();
-  std::string id = ex->dispatch(exec_config("slow", dir_, {{"SLEEP", "60"}}, 1))["executor_id"];
-  json e = events_->wait_for(id);
-  ASSERT_FALSE(e.is_null());
-  EXPECT_EQ(e["state"], "failed");
-  EXPECT_NE(e.value("message", "").find("DeadlineExceeded"), std::string::npos) << e.dump();
-  EXPECT_LT(Clock::now() - t0, 20s);
+  expect_platform_deadline(*ex, *events_, dir_, "DeadlineExceeded");
 }
 
 TEST_F(K8s, CreateIsRetriedOn429And503) {
   auto ex = load();
-  std::string path = "/namespaces/" + ns_ + "/jobs";
-  http_json("POST", ep_ + "/_fake/faults", {{"status", 429}, {"count", 1}, {"match", path}, {"method", "POST"}});
-  http_json("POST", ep_ + "/_fake/faults", {{"status", 503}, {"count", 1}, {"match", path}, {"method", "POST"}});
+  inject_429_then_503(ep_, "/namespaces/" + ns_ + "/jobs", "POST");
   std::string id = ex->dispatch(exec_config("retry", dir_))["executor_id"];
   EXPECT_EQ(events_->wait_for(id).value("state", ""), "succeeded");
 }
