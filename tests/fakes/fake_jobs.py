@@ -8,6 +8,7 @@
 - Faults: POST /_fake/faults {"status": 503, "count": 2, "match": ":run", "method": "POST", "delay": 0}
   answers the next `count` matching requests with `status` (Retry-After: 0 on 429/503), or, with status 0 and a
   delay, holds them `delay` seconds before serving them normally (a hanging API).
+- main(): --port, --data, and --tls-cert/--tls-key (HTTPS), --tls-client-ca (require client certificates).
 - BaseHandler: JSON plumbing, TCP_NODELAY, fault injection, /_fake/images, /_fake/faults, /_fake/config, /_fake/stats.
 """
 import argparse
@@ -15,6 +16,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -196,16 +198,28 @@ def main(doc, handler_cls, make_state, data=True):
     ap.add_argument("--port", type=int, required=True)
     if data:
         ap.add_argument("--data", required=True)
+    ap.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate chain (and --tls-key)")
+    ap.add_argument("--tls-key")
+    ap.add_argument("--tls-client-ca", help="require client certificates signed by this CA (mutual TLS)")
     a = ap.parse_args()
     if data:
         os.makedirs(a.data, exist_ok=True)
-    serve(handler_cls, make_state(a.data) if data else make_state(), a.host, a.port)
+    tls = None
+    if a.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(a.tls_cert, a.tls_key)
+        if a.tls_client_ca:
+            tls.verify_mode = ssl.CERT_REQUIRED
+            tls.load_verify_locations(a.tls_client_ca)
+    serve(handler_cls, make_state(a.data) if data else make_state(), a.host, a.port, tls)
 
 
-def serve(handler_cls, state, host, port):
+def serve(handler_cls, state, host, port, tls=None):
     handler_cls.state = state
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.request_queue_size = 256
     srv = ThreadingHTTPServer((host, port), handler_cls)
+    if tls is not None:
+        srv.socket = tls.wrap_socket(srv.socket, server_side=True)
     print(f"ready {srv.server_address[1]}", flush=True)
     srv.serve_forever()

@@ -438,6 +438,52 @@ TEST_F(K8s, FanOutOf200JobsAllFinish) {
               static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count()));
 }
 
+// The API server over HTTPS with client certificates: the kubeconfig's CA (inline -data), client certificate (a file
+// relative to the kubeconfig) and key (inline) reach the TLS handshake; without the client certificate, or trusting
+// another CA, no call goes through.
+TEST(K8sTls, KubeconfigCaAndClientCertificate) {
+  TempDir d;
+  std::string gen =
+      "cd " + d.str() +
+      " && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=ork-test-ca"
+      " && openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.crt -days 1 -subj /CN=other-ca"
+      " && printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext"
+      " && openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1"
+      " && openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 1 -extfile san.ext"
+      " && openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=ork"
+      " && openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 1";
+  auto g = run(gen + " 2>&1");
+  ASSERT_EQ(g.exit_code, 0) << g.output;
+  Process fake("exec python3 " + std::string(ORK_SOURCE_DIR) + "/tests/fakes/k8s_fake.py --port 0 --data " + d.str() +
+                   "/data --tls-cert " + d.str() + "/srv.crt --tls-key " + d.str() + "/srv.key --tls-client-ca " +
+                   d.str() + "/ca.crt > " + d.str() + "/port",
+               d / "fake.log");
+  ASSERT_TRUE(eventually([&] { return read_file(d / "port").find("ready") == 0; }, 20s)) << read_file(d / "fake.log");
+  std::string port = read_file(d / "port").substr(6);
+  port.erase(port.find_last_not_of("\n") + 1);
+  auto b64 = [&](const std::string& f) { return ork::common::base64_encode(read_file(d / f)); };
+  auto kubeconfig = [&](const std::string& ca, bool client) {
+    std::string user = client ? "    client-certificate: client.crt\n    client-key-data: " + b64("client.key") + "\n"
+                              : "    token: t\n";
+    write_file(d / "kubeconfig",
+               "apiVersion: v1\nkind: Config\ncurrent-context: tls\nclusters:\n- name: c\n  cluster:\n"
+               "    server: https://127.0.0.1:" +
+                   port + "\n    certificate-authority-data: " + b64(ca) +
+                   "\ncontexts:\n- name: tls\n  context: {cluster: c, user: u}\n"
+                   "users:\n- name: u\n  user:\n" +
+                   user);
+    return json{{"image", "sh"}, {"kubeconfig", d / "kubeconfig"}, {"max_attempts", 1}, {"timeout_ms", 5000}};
+  };
+  auto ex = ork::load_plugin<ork::ExecutorProxy>("executor", "ork-exec-k8s", kubeconfig("ca.crt", true));
+  std::string id = ex->dispatch(exec_config("tls", d))["executor_id"];
+  EXPECT_EQ(id.rfind("default/ork-tls-", 0), 0u) << id;
+  EXPECT_NO_THROW(ex->status({{"executor_id", id}}));
+  auto no_client = ork::load_plugin<ork::ExecutorProxy>("executor", "ork-exec-k8s", kubeconfig("ca.crt", false));
+  EXPECT_EQ(code_of([&] { no_client->dispatch(exec_config("tls2", d)); }), ORK_ERR_UNAVAILABLE);
+  auto other_ca = ork::load_plugin<ork::ExecutorProxy>("executor", "ork-exec-k8s", kubeconfig("other.crt", true));
+  EXPECT_EQ(code_of([&] { other_ca->dispatch(exec_config("tls3", d)); }), ORK_ERR_UNAVAILABLE);
+}
+
 // ---------------------------------------------------------------- Fargate (moto ECS, recorded answers)
 
 // One signed ECS or EC2 call to `ep`.
