@@ -21,6 +21,31 @@ JobEnv job_env(const json& config, const char* plugin) {
   return out;
 }
 
+std::string JobEnv::redact(std::string text) const {
+  if (secrets.empty()) return text;
+  std::vector<std::string> values{secrets};
+  json bundle = json::parse(secrets, nullptr, false);
+  if (bundle.is_object()) {
+    if (bundle.contains("env") && bundle["env"].is_object())
+      for (const auto& [k, v] : bundle["env"].items())
+        if (v.is_string()) values.push_back(v.get<std::string>());
+    if (bundle.contains("files") && bundle["files"].is_array())
+      for (const auto& f : bundle["files"])
+        if (f.is_object() && f.contains("value") && f["value"].is_string()) values.push_back(f["value"]);
+  }
+  std::vector<std::string> forms;
+  for (const auto& v : values) {
+    if (v.size() < 3) continue;  // too short to tell from ordinary text
+    forms.push_back(v);
+    std::string escaped = json(v).dump();
+    forms.push_back(escaped.substr(1, escaped.size() - 2));
+  }
+  std::sort(forms.begin(), forms.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  for (const auto& f : forms)
+    for (size_t p = text.find(f); p != std::string::npos; p = text.find(f, p + 3)) text.replace(p, f.size(), "***");
+  return text;
+}
+
 void check_known_fields(const json& cfg, const char* plugin, const std::vector<std::string>& known) {
   if (!cfg.is_object()) ork::throw_invalid(std::string(plugin) + ": config must be an object");
   for (const auto& [k, v] : cfg.items())

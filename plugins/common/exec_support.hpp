@@ -23,6 +23,19 @@ namespace ork::common {
 struct JobEnv {
   std::vector<std::pair<std::string, std::string>> vars;
   std::string secrets;
+  // `text` with the secrets bundle and each secret value in it (as is and JSON-escaped) replaced by ***.
+  std::string redact(std::string text) const;
+  // Runs f(); an error it throws is thrown again with its message redacted (an API may echo what it was sent).
+  template <class F>
+  auto redacting(F&& f) const -> decltype(f()) {
+    try {
+      return f();
+    } catch (const ork::PluginError& e) {
+      throw ork::PluginError(e.code(), redact(e.what()));
+    } catch (const std::exception& e) {
+      throw std::runtime_error(redact(e.what()));
+    }
+  }
 };
 JobEnv job_env(const nlohmann::json& config, const char* plugin);
 

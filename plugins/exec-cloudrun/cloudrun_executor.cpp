@@ -86,6 +86,11 @@ class CloudRunExecutor : public ork::Executor {
 
   json dispatch(const json& config) override {
     JobEnv env = job_env(config, kName);
+    return env.redacting([&] { return start(config, env); });
+  }
+
+  // dispatch() itself; errors leave through JobEnv::redacting.
+  json start(const json& config, JobEnv env) {
     if (!env.secrets.empty() && secrets_mode_ == "refuse")
       ork::throw_unsupported(std::string(kName) + ": task " + config.value("task_name", "") +
                              " has secrets and this executor is configured with secrets: refuse");

@@ -100,11 +100,16 @@ class FargateExecutor : public ork::Executor {
   }
 
   json dispatch(const json& config) override {
+    JobEnv env = job_env(config, kName);
+    return env.redacting([&] { return start(config, env); });
+  }
+
+  // dispatch() itself; errors leave through JobEnv::redacting.
+  json start(const json& config, JobEnv env) {
     std::string task = config.value("task_name", "");
     if (config.contains("image") && config["image"].is_string())
       ork::throw_unsupported(std::string(kName) + ": task " + task +
                              " is a plain-image container task; exec-fargate runs the worker task definition only");
-    JobEnv env = job_env(config, kName);
     if (!env.secrets.empty() && secrets_mode_ == "refuse")
       ork::throw_unsupported(std::string(kName) + ": task " + task +
                              " has secrets and this executor is configured with secrets: refuse");

@@ -169,11 +169,16 @@ class K8sExecutor : public ork::Executor {
   }
 
   json dispatch(const json& config) override {
+    JobEnv env = job_env(config, kName);
+    return env.redacting([&] { return start(config, env); });
+  }
+
+  // dispatch() itself; errors leave through JobEnv::redacting.
+  json start(const json& config, JobEnv env) {
     std::string task = config.value("task_name", "");
     if (config.contains("image") && config["image"].is_string())
       ork::throw_unsupported(std::string(kName) + ": task " + task +
                              " is a plain-image container task; exec-k8s runs the worker image only");
-    JobEnv env = job_env(config, kName);
     std::string tid = config.value("task_id", "");
     int64_t attempt = config.value("attempt", int64_t(1));
     std::string suffix = sha256_hex(tid + "/" + std::to_string(attempt)).substr(0, 10);

@@ -679,4 +679,25 @@ TEST_F(FargateRecorded, MissingFailedToStartUserStopAndThrottling) {
   EXPECT_EQ(code_of([&] { ex->status({{"executor_id", kArn}}); }), ORK_ERR_INVALID);
 }
 
+// An API that echoes what it was sent in an error: the secret values never reach the error the host sees.
+TEST_F(FargateRecorded, SecretsAreRedactedFromErrors) {
+  auto ex = load(rec_);
+  std::string bundle = R"({"env":{"DB_PASSWORD":"hunter2-x"},"files":[{"name":"k","path":"k.pem","value":"PEMDATA"}]})";
+  script({{{"match", "RunTask"},
+           {"status", 400},
+           {"body",
+            {{"__type", "InvalidParameterException"},
+             {"message", "bad environment: hunter2-x, PEMDATA, " + json(bundle).dump()}}}}});
+  std::string message;
+  try {
+    ex->dispatch(exec_config("s", dir_, {{"ORK_TASK_SECRETS", bundle}}));
+  } catch (const ork::PluginCallError& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("InvalidParameterException"), std::string::npos) << message;
+  EXPECT_EQ(message.find("hunter2"), std::string::npos) << message;
+  EXPECT_EQ(message.find("PEMDATA"), std::string::npos) << message;
+  EXPECT_NE(message.find("***"), std::string::npos) << message;
+}
+
 }  // namespace
