@@ -133,7 +133,7 @@ class K8sExecutor : public ork::Executor {
                         "annotations",
                         "poll_interval_ms",
                         "timeout_ms",
-                        "max_attempts"});
+                        "max_attempts", "service_account_dir"});
     image_ = cfg_string(cfg, kName, "image", "", true);
     command_ = cfg_strings(cfg, kName, "command");
     args_ = cfg_strings(cfg, kName, "args");
@@ -300,7 +300,8 @@ class K8sExecutor : public ork::Executor {
       const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
       std::string kubeconfig = cfg_string(cfg, kName, "kubeconfig");
       if (kubeconfig.empty() && std::getenv("KUBECONFIG")) kubeconfig = std::getenv("KUBECONFIG");
-      auto sa_token = std::string(kSaDir) + "/token";
+      std::string sa_dir = cfg_string(cfg, kName, "service_account_dir", kSaDir);
+      auto sa_token = sa_dir + "/token";
       bool in_cluster = auth == "in_cluster" ||
                         (auth == "auto" && kubeconfig.empty() && host && *host && std::filesystem::exists(sa_token));
       if (in_cluster) {
@@ -310,8 +311,8 @@ class K8sExecutor : public ork::Executor {
         if (h.find(':') != std::string::npos) h = "[" + h + "]";
         c.server = "https://" + h + ":" + std::string(port && *port ? port : "443");
         c.token_file = sa_token;
-        c.ca_pem = slurp(std::string(kSaDir) + "/ca.crt", "service account CA");
-        std::ifstream nsf(std::string(kSaDir) + "/namespace");
+        c.ca_pem = slurp(sa_dir + "/ca.crt", "service account CA");
+        std::ifstream nsf(sa_dir + "/namespace");
         std::getline(nsf, c.namespace_);
         c.source = "in-cluster service account";
       } else {

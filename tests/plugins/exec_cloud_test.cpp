@@ -484,6 +484,44 @@ TEST(K8sTls, KubeconfigCaAndClientCertificate) {
   EXPECT_EQ(code_of([&] { other_ca->dispatch(exec_config("tls3", d)); }), ORK_ERR_UNAVAILABLE);
 }
 
+// In a pod: KUBERNETES_SERVICE_HOST/PORT, the service account's token, CA and namespace. The fake demands that
+// token for the namespace; what the token file holds is what is sent (a wrong token is refused).
+TEST(K8sTls, InClusterServiceAccount) {
+  TempDir d;
+  auto g = run("cd " + d.str() +
+               " && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=ork-ca"
+               " && printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext"
+               " && openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1"
+               " && openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 1"
+               " -extfile san.ext 2>&1");
+  ASSERT_EQ(g.exit_code, 0) << g.output;
+  Process fake("exec python3 " + std::string(ORK_SOURCE_DIR) + "/tests/fakes/k8s_fake.py --port 0 --data " + d.str() +
+                   "/data --tls-cert " + d.str() + "/srv.crt --tls-key " + d.str() + "/srv.key > " + d.str() + "/port",
+               d / "fake.log");
+  ASSERT_TRUE(eventually([&] { return read_file(d / "port").find("ready") == 0; }, 20s)) << read_file(d / "fake.log");
+  std::string port = read_file(d / "port").substr(6);
+  port.erase(port.find_last_not_of("\n") + 1);
+  auto c = run("curl -sf --cacert " + d.str() + "/ca.crt -X POST https://127.0.0.1:" + port +
+               "/_fake/config -d '{\"tokens\": {\"in-pod\": \"sa-token\"}}' 2>&1");
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  std::string sa = d / "sa";
+  fs::create_directories(sa);
+  fs::copy_file(d / "ca.crt", sa + "/ca.crt");
+  write_file(sa + "/namespace", "in-pod\n");
+  write_file(sa + "/token", "sa-token\n");
+  ::setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
+  ::setenv("KUBERNETES_SERVICE_PORT", port.c_str(), 1);
+  json cfg{{"image", "sh"}, {"auth", "in_cluster"}, {"service_account_dir", sa}, {"max_attempts", 1}};
+  auto ex = ork::load_plugin<ork::ExecutorProxy>("executor", "ork-exec-k8s", cfg);
+  std::string id = ex->dispatch(exec_config("pod", d))["executor_id"];
+  EXPECT_EQ(id.rfind("in-pod/ork-pod-", 0), 0u) << id;
+  write_file(sa + "/token", "rotated-wrong\n");
+  auto fresh = ork::load_plugin<ork::ExecutorProxy>("executor", "ork-exec-k8s", cfg);
+  EXPECT_EQ(code_of([&] { fresh->dispatch(exec_config("pod2", d)); }), ORK_ERR_INVALID);  // 401
+  ::unsetenv("KUBERNETES_SERVICE_HOST");
+  ::unsetenv("KUBERNETES_SERVICE_PORT");
+}
+
 // ---------------------------------------------------------------- Fargate (moto ECS, recorded answers)
 
 // One signed ECS or EC2 call to `ep`.
