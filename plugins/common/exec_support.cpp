@@ -161,6 +161,11 @@ StatusPoller::Fetch StatusPoller::each(ork::HostServices host, std::string plugi
   };
 }
 
+bool StatusPoller::watching(const std::string& id) const {
+  std::lock_guard lock(mu_);
+  return last_.count(id) > 0;
+}
+
 void StatusPoller::observe(const std::string& id, const json& st) {
   std::string state = st.value("state", "unknown");
   if (state != "running" && !exec_terminal(state)) return;

@@ -78,6 +78,7 @@ class StatusPoller {
   void watch(const std::string& executor_id);
   void forget(const std::string& executor_id);
   size_t watched() const;
+  bool watching(const std::string& executor_id) const;
   // A status the plugin read itself (status()): pushed now when it is news for a watched attempt, so an attempt
   // status() reports final has always had its final event.
   void observe(const std::string& executor_id, const nlohmann::json& status);

@@ -5,6 +5,7 @@
 // Auth: in-cluster service account, a kubeconfig (token, tokenFile or client certificate; CA), or explicit config.
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
@@ -133,7 +134,9 @@ class K8sExecutor : public ork::Executor {
                         "annotations",
                         "poll_interval_ms",
                         "timeout_ms",
-                        "max_attempts", "service_account_dir"});
+                        "max_attempts",
+                        "service_account_dir",
+                        "watch"});
     image_ = cfg_string(cfg, kName, "image", "", true);
     command_ = cfg_strings(cfg, kName, "command");
     args_ = cfg_strings(cfg, kName, "args");
@@ -161,11 +164,25 @@ class K8sExecutor : public ork::Executor {
     ho.client_cert_pem = conn_.cert_pem;
     ho.client_key_pem = conn_.key_pem;
     http_ = std::make_unique<HttpClient>(ho);
+    watch_timeout_s_ = std::max<int64_t>(1, ho.timeout.count() / 1000 * 5 / 6);
     instance_ = random_hex(6);
-    auto poll = std::chrono::milliseconds(cfg_int(cfg, kName, "poll_interval_ms", 2000, 10, 3600000));
+    bool watch = cfg_bool(cfg, kName, "watch", true);
+    // With the watch pushing changes, polling is only the safety net for a missed event.
+    auto poll = std::chrono::milliseconds(cfg_int(cfg, kName, "poll_interval_ms", watch ? 30000 : 2000, 10, 3600000));
     poller_ = std::make_unique<StatusPoller>(
         host_, poll, [this](const std::vector<std::string>& ids) { return fetch_many(ids); }, kName);
+    if (watch) watcher_ = std::thread([this] { watch_loop(); });
     host_.log(ORK_LOG_DEBUG, std::string(kName) + ": namespace " + ns_ + " at " + server_ + " (" + conn_.source + ")");
+  }
+
+  ~K8sExecutor() override {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    stop_cv_.notify_all();
+    cancel_watch_.cancel();
+    if (watcher_.joinable()) watcher_.join();
   }
 
   json dispatch(const json& config) override {
@@ -223,6 +240,20 @@ class K8sExecutor : public ork::Executor {
              {"kind", "Job"},
              {"metadata", {{"name", name}, {"namespace", ns_}, {"labels", labels}, {"annotations", annotations}}},
              {"spec", spec}};
+    std::string id = ns_ + "/" + name;
+    {
+      std::lock_guard lock(mu_);
+      creating_.insert(id);
+    }
+    poller_->watch(id);  // before the create: the watch may report the Job at once
+    struct Created {
+      K8sExecutor* self;
+      std::string id;
+      ~Created() {
+        std::lock_guard lock(self->mu_);
+        self->creating_.erase(id);
+      }
+    } created_guard{this, id};
     std::string body = job.dump();
     HttpResponse r = call("POST", jobs_path(), body);
     json created = json::parse(r.body, nullptr, false);
@@ -232,15 +263,17 @@ class K8sExecutor : public ork::Executor {
       created = json::parse(g.body, nullptr, false);
       bool ours = g.ok() && created.is_object() &&
                   created["metadata"].value("annotations", json::object()).value("ork.dev/task-id", "") == tid;
-      if (!ours) throw_http(kName, "create job " + name, r.status, status_message(r));
+      if (!ours) {
+        poller_->forget(id);
+        throw_http(kName, "create job " + name, r.status, status_message(r));
+      }
     } else if (!r.ok()) {
+      poller_->forget(id);
       if (!secret_name.empty()) call("DELETE", "/api/v1/namespaces/" + ns_ + "/secrets/" + secret_name);
       throw_http(kName, "create job " + name, r.status, status_message(r));
     }
     if (!secret_name.empty() && created.is_object())
       own_secret(secret_name, name, created["metadata"].value("uid", ""));
-    std::string id = ns_ + "/" + name;
-    poller_->watch(id);
     return {{"executor_id", id}};
   }
 
@@ -413,6 +446,76 @@ class K8sExecutor : public ork::Executor {
     return job_state(ns, name, job);
   }
 
+  // Streams this instance's Job changes (?watch=1 from the last resourceVersion) into the poller: a change to a
+  // watched attempt is pushed as it happens. Reconnects after the server's timeout, lists again after 410 Gone.
+  void watch_loop() {
+    std::string rv;
+    std::string selector = "&labelSelector=" + uri_encode("ork.dev/instance=" + instance_);
+    std::chrono::milliseconds backoff{200};
+    for (;;) {
+      {
+        std::unique_lock lock(mu_);
+        if (stopping_) return;
+      }
+      bool ok = false;
+      try {
+        if (rv.empty()) {
+          HttpResponse l = call("GET", jobs_path() + "?" + selector.substr(1));
+          json list = json::parse(l.body, nullptr, false);
+          if (!l.ok() || !list.is_object()) throw std::runtime_error("list jobs: HTTP " + std::to_string(l.status));
+          rv = list.value("metadata", json::object()).value("resourceVersion", "");
+          for (const auto& job : list.value("items", json::array())) on_job_event("MODIFIED", job);
+        }
+        HttpRequest req{"GET",
+                        server_ + jobs_path() + "?watch=1&allowWatchBookmarks=true&timeoutSeconds=" +
+                            std::to_string(watch_timeout_s_) + "&resourceVersion=" + uri_encode(rv) + selector,
+                        {{"Accept", "application/json"}},
+                        {},
+                        ""};
+        std::string token = bearer();
+        if (!token.empty()) req.set_header("Authorization", "Bearer " + token);
+        HttpResponse r = http_->stream_lines(
+            req,
+            [&](const std::string& line) {
+              json ev = json::parse(line, nullptr, false);
+              if (!ev.is_object() || !ev.contains("object") || !ev["object"].is_object()) return true;
+              std::string type = ev.value("type", "");
+              if (type == "ERROR") {  // 410 Gone: our resourceVersion is too old, list again
+                if (ev["object"].value("code", 0) == 410) rv.clear();
+                return false;
+              }
+              std::string v = ev["object"].value("metadata", json::object()).value("resourceVersion", "");
+              if (!v.empty()) rv = v;
+              if (type != "BOOKMARK") on_job_event(type, ev["object"]);
+              std::lock_guard lock(mu_);
+              return !stopping_;
+            },
+            cancel_watch_);
+        if (r.status == 410) rv.clear();
+        ok = r.ok();
+      } catch (const std::exception& e) {
+        std::lock_guard lock(mu_);
+        if (stopping_) return;
+        host_.log(ORK_LOG_DEBUG, std::string(kName) + ": watch: " + e.what());
+      }
+      std::unique_lock lock(mu_);
+      if (ok) {
+        backoff = std::chrono::milliseconds(200);
+        continue;
+      }
+      if (stop_cv_.wait_for(lock, backoff, [&] { return stopping_; })) return;
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(10000));
+    }
+  }
+
+  void on_job_event(const std::string& type, const json& job) {
+    std::string name = job.value("metadata", json::object()).value("name", "");
+    if (name.empty()) return;
+    std::string id = ns_ + "/" + name;
+    if (!poller_->watching(id)) return;
+    poller_->observe(id, type == "DELETED" ? not_found(id) : job_state(ns_, name, job));
+  }
+
   // One LIST of this instance's Jobs; ids it does not show are asked one by one (a GET tells deleted from lagging).
   std::map<std::string, json> fetch_many(const std::vector<std::string>& ids) {
     std::map<std::string, json> out;
@@ -428,6 +531,10 @@ class K8sExecutor : public ork::Executor {
       }
     for (const auto& id : ids) {
       if (out.count(id)) continue;
+      {
+        std::lock_guard lock(mu_);
+        if (creating_.count(id)) continue;  // its create is still on the way: not lost
+      }
       try {
         auto slash = id.find('/');
         out[id] = one_status(id.substr(0, slash), id.substr(slash + 1));
@@ -485,9 +592,15 @@ class K8sExecutor : public ork::Executor {
   std::unique_ptr<HttpClient> http_;
   std::mutex mu_;
   std::set<std::string> cancelled_;
+  std::set<std::string> creating_;  // watched before their create returned
   std::string token_;
   int64_t token_read_ms_ = 0;
-  std::unique_ptr<StatusPoller> poller_;  // last: stopped before the members its thread uses
+  std::unique_ptr<StatusPoller> poller_;  // stopped before the members its thread uses
+  bool stopping_ = false;
+  std::condition_variable stop_cv_;
+  StreamCanceller cancel_watch_;
+  int64_t watch_timeout_s_ = 25;  // below the per-request timeout: the server ends an idle watch first
+  std::thread watcher_;           // joined by the destructor before anything else goes
 };
 
 }  // namespace

@@ -5,7 +5,11 @@ https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/job-v1/ (
 
   POST   /apis/batch/v1/namespaces/{ns}/jobs           create (201; 409 AlreadyExists; 422 Invalid without a
                                                        container image or with restartPolicy Always)
-  GET    /apis/batch/v1/namespaces/{ns}/jobs[?labelSelector=k=v,k2=v2]   JobList
+  GET    /apis/batch/v1/namespaces/{ns}/jobs[?labelSelector=k=v,k2=v2]   JobList (metadata.resourceVersion)
+  GET    /apis/batch/v1/namespaces/{ns}/jobs?watch=1&resourceVersion=RV[&labelSelector][&timeoutSeconds]
+                                                       a chunked stream of {"type": ADDED|MODIFIED|DELETED|ERROR,
+                                                       "object"} lines for changes after RV; 410 Gone as an ERROR
+                                                       event when RV is older than the kept history
   GET    /apis/batch/v1/namespaces/{ns}/jobs/{name}    Job with status {active, ready, succeeded, failed, startTime,
                                                        completionTime, conditions: [{type: Complete | FailureTarget |
                                                        Failed, status: "True", reason, message, lastTransitionTime}]}
@@ -32,6 +36,7 @@ Test controls (not Kubernetes): fake_jobs.py's /_fake/images, /_fake/faults, /_f
 Usage: k8s_fake.py --port N --data DIR [--host 127.0.0.1]   (prints "ready <port>" once listening)
 """
 import base64
+import json
 import os
 import re
 import sys
@@ -42,6 +47,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fake_jobs import BaseHandler, ContainerRunner, FakeState, main, now_rfc3339  # noqa: E402
 
+MAX_EVENTS = 20000
 NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
@@ -51,10 +57,19 @@ class State(FakeState):
         self.jobs = {}  # (ns, name) -> job dict (+ "_pods": [pod], "_stop": bool)
         self.secrets = {}  # (ns, name) -> secret dict
         self.version = 1
+        self.events = []  # (resourceVersion, type, ns, Job snapshot) for watches, the last MAX_EVENTS
+        self.changed = threading.Condition(self.lock)
 
     def stamp(self, meta):
         self.version += 1
         meta["resourceVersion"] = str(self.version)
+
+    def touch(self, job, kind="MODIFIED"):
+        """A Job changed: a new resourceVersion and a watch event."""
+        self.stamp(job["metadata"])
+        self.events.append((self.version, kind, job["metadata"]["namespace"], json.loads(json.dumps(public(job)))))
+        del self.events[:-MAX_EVENTS]
+        self.changed.notify_all()
 
 
 def selector_matches(sel, labels):
@@ -91,6 +106,8 @@ class Handler(BaseHandler):
             ns, name = m.group(1), m.group(2)
             if name is None and self.command == "POST":
                 return self.create_job(ns)
+            if name is None and self.command == "GET" and self.query.get("watch") in ("1", "true"):
+                return self.watch_jobs(ns)
             if name is None and self.command == "GET":
                 with st.lock:
                     items = [public(j) for (n, _), j in sorted(st.jobs.items())
@@ -117,6 +134,50 @@ class Handler(BaseHandler):
             return self.secret_op(m.group(1), m.group(2))
         self.read_body()
         return self.err(404, "the server could not find the requested resource")
+
+    # ---- watch
+
+    def watch_jobs(self, ns):
+        """?watch=1&resourceVersion=RV&labelSelector=&timeoutSeconds=: chunked JSON lines {type, object} for every
+        change after RV (ADDED, MODIFIED, DELETED); an RV older than the kept history gets an ERROR 410 Gone."""
+        st = self.state
+        since = int(self.query.get("resourceVersion") or 0)
+        until = time.time() + float(self.query.get("timeoutSeconds") or 1800)
+        sel = self.query.get("labelSelector")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def chunk(obj):
+            data = (json.dumps(obj) + "\n").encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        try:
+            with st.lock:
+                if since and st.events and since < st.events[0][0] - 1:
+                    out = [{"type": "ERROR", "object": self.error_body(410, "too old resource version")}]
+                    until = 0
+                else:
+                    out = []
+            for ev in out:
+                chunk(ev)
+            while time.time() < until:
+                with st.lock:
+                    news = [e for e in st.events if e[0] > since]
+                    if not news:
+                        st.changed.wait(min(1.0, max(0.0, until - time.time())))
+                        continue
+                since = news[-1][0]
+                for rv, kind, ens, obj in news:
+                    if ens == ns and selector_matches(sel, obj["metadata"].get("labels")):
+                        chunk({"type": kind, "object": obj})
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass
+        self.close_connection = True
 
     # ---- secrets
 
@@ -187,8 +248,8 @@ class Handler(BaseHandler):
                    "metadata": dict(meta, namespace=ns, uid=uid, creationTimestamp=now_rfc3339(), labels=labels),
                    "spec": dict(spec, backoffLimit=spec.get("backoffLimit", 6), completions=1, parallelism=1),
                    "status": {}, "_pods": [], "_stop": False}
-            st.stamp(job["metadata"])
             st.jobs[(ns, name)] = job
+            st.touch(job, "ADDED")
             out = public(job)
         threading.Thread(target=self.run_job, args=(ns, name, job), daemon=True).start()
         return self.send_json(201, out)
@@ -202,6 +263,7 @@ class Handler(BaseHandler):
             if job is None:
                 return self.err(404, f'jobs.batch "{name}" not found')
             job["_stop"] = True
+            st.touch(job, "DELETED")
             if policy != "Orphan":
                 for r in job.get("_runners", []):
                     r.kill(3.0)
@@ -222,7 +284,7 @@ class Handler(BaseHandler):
         with st.lock:
             job["status"]["startTime"] = now_rfc3339()
             started = time.time()
-            st.stamp(job["metadata"])
+            st.touch(job)
         failures = 0
         while True:
             pod = self.new_pod(job, container)
@@ -230,7 +292,7 @@ class Handler(BaseHandler):
                 job["_pods"].append(pod)
                 job["status"]["active"] = 1
                 job["status"]["ready"] = 0
-                st.stamp(job["metadata"])
+                st.touch(job)
             env, waited = None, 0.0
             delay = float((job["metadata"].get("annotations") or {}).get("fake.ork.dev/start-delay",
                                                                           st.config.get("start_delay", 0)))
@@ -252,7 +314,7 @@ class Handler(BaseHandler):
                         {"name": container.get("name", ""), "ready": True, "restartCount": 0,
                          "state": {"running": {"startedAt": now_rfc3339()}}}]}
                     job["status"]["ready"] = 1
-                    st.stamp(job["metadata"])
+                    st.touch(job)
                 left = (deadline - (time.time() - started)) if deadline else None
                 rc = runner.wait(left)
                 if rc is None:
@@ -287,15 +349,16 @@ class Handler(BaseHandler):
                         c = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
                     job["status"]["conditions"] = [cond("FailureTarget", *c), cond("Failed", *c)]
                     break
-                st.stamp(job["metadata"])
+                st.touch(job)
         with st.lock:
-            st.stamp(job["metadata"])
+            st.touch(job)
         ttl = spec.get("ttlSecondsAfterFinished")
         if ttl is not None:
             time.sleep(float(ttl))
             with st.lock:
                 if st.jobs.get((ns, name)) is job:
                     del st.jobs[(ns, name)]
+                    st.touch(job, "DELETED")
 
     def new_pod(self, job, container):
         meta = job["metadata"]

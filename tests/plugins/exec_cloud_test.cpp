@@ -366,6 +366,24 @@ TEST_F(K8s, AJobRunsWithEnvResourcesLabelsAndSecrets) {
   EXPECT_EQ(api("GET", "/api/v1/namespaces/" + ns_ + "/secrets/" + name + "-secrets")["_status"], 404);
 }
 
+// With polling out of the way (an hour), the watch alone brings running and the final state; the plugin's
+// destruction ends its open watch at once.
+TEST_F(K8s, TheWatchPushesChangesWithoutPolling) {
+  auto ex = load({{"poll_interval_ms", 3600000}});
+  std::string id = ex->dispatch(exec_config("w", dir_, {{"SLEEP", "1"}}))["executor_id"];
+  EXPECT_FALSE(events_->wait_for(id, "running", 10s).is_null());
+  json e = events_->wait_for(id, "", 10s);
+  ASSERT_FALSE(e.is_null());
+  EXPECT_EQ(e["state"], "succeeded");
+  auto bad = ex->dispatch(exec_config("w2", dir_, {{"CODE", "4"}}))["executor_id"].get<std::string>();
+  json f = events_->wait_for(bad, "", 10s);
+  EXPECT_EQ(f.value("state", ""), "failed");
+  EXPECT_EQ(f.value("exit_code", json()), 4);
+  auto t0 = Clock::now();
+  ex.reset();
+  EXPECT_LT(Clock::now() - t0, 3s);
+}
+
 TEST_F(K8s, AFailedPodReportsItsExitCode) {
   auto ex = load();
   std::string id = ex->dispatch(exec_config("bad", dir_, {{"CODE", "3"}}))["executor_id"];
