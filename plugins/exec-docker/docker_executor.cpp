@@ -162,6 +162,7 @@ class DockerExecutor : public ork::Executor {
     for (const auto& a : worker_command_)
       if (!a.is_string()) ork::throw_invalid("exec-docker: config \"worker_command\" must be a list of strings");
     network_mode_ = str("network_mode", "");
+    worker_bundle_ = str("worker_bundle", "");
     user_ = str("user", "");
     keep_finished_ = static_cast<size_t>(num("keep_finished", 10));
     default_grace_ms_ = num("grace_ms", 10000);
@@ -200,12 +201,14 @@ class DockerExecutor : public ork::Executor {
   json dispatch(const json& cfg) override {
     if (!cfg.is_object()) ork::throw_invalid("exec-docker: dispatch expects an ExecutionConfig object");
     std::string task = cfg.value("task_name", "?");
-    if (cfg.contains("image") && !cfg["image"].is_null())
-      ork::throw_unsupported("exec-docker: task '" + task + "' runs the image '" + cfg["image"].dump() +
-                             "': plain container tasks are not supported by exec-docker yet; run the task's "
-                             "command through a shell task in the worker image instead");
-    if (image_.empty())
+    const bool image_task =
+        cfg.contains("image") && cfg["image"].is_string() && !cfg["image"].get<std::string>().empty();
+    if (!image_task && image_.empty())
       ork::throw_invalid("exec-docker: task '" + task + "': the config has no \"image\" (the ork-worker image)");
+    if (image_task && worker_bundle_.empty())
+      ork::throw_unsupported("exec-docker: task '" + task + "' runs the image '" + cfg["image"].get<std::string>() +
+                             "': container tasks need \"worker_bundle\" in the exec-docker config (a host "
+                             "directory with bin/ork-worker and lib/, mounted into the task's image)");
     json labels{{"ork.owner", owner_}};
     for (const char* k : {"task_id", "run_id", "task_name", "workflow_name"})
       if (cfg.contains(k) && cfg[k].is_string()) labels[std::string("ork.") + k] = cfg[k];
@@ -219,13 +222,28 @@ class DockerExecutor : public ork::Executor {
     add_env(extra_env_);
     json task_env = cfg.value("env", json::object());
     if (!task_env.is_object()) ork::throw_invalid("exec-docker: dispatch \"env\" must be a map");
+    json store_ref;
+    if (task_env.contains("ORK_OBJECT_STORE") && task_env["ORK_OBJECT_STORE"].is_string()) {
+      store_ref = json::parse(task_env["ORK_OBJECT_STORE"].get<std::string>(), nullptr, false);
+      // The host names the store plugin by its path on the host: inside the image it is found by name.
+      if (store_ref.is_object() && store_ref.contains("library") && store_ref["library"].is_string()) {
+        std::string lib = store_ref["library"];
+        if (lib.find('/') != std::string::npos) {
+          lib = lib.substr(lib.rfind('/') + 1);
+          if (lib.rfind("lib", 0) == 0) lib = lib.substr(3);
+          if (lib.size() > 3 && lib.compare(lib.size() - 3, 3, ".so") == 0) lib.resize(lib.size() - 3);
+          store_ref["library"] = lib;
+          task_env["ORK_OBJECT_STORE"] = store_ref.dump();
+        }
+      }
+    }
     add_env(task_env);
 
     json binds = json::array();
     for (const auto& m : mounts_) binds.push_back(m);
-    if (mount_object_store_ && task_env.contains("ORK_OBJECT_STORE") && task_env["ORK_OBJECT_STORE"].is_string()) {
+    if (mount_object_store_) {
       // A local object store is a host directory: the worker sees it at the same path.
-      json ref = json::parse(task_env["ORK_OBJECT_STORE"].get<std::string>(), nullptr, false);
+      const json& ref = store_ref;
       if (ref.is_object() && ref.value("library", "").find("object-local") != std::string::npos &&
           ref.contains("config") && ref["config"].is_object() && ref["config"].contains("root") &&
           ref["config"]["root"].is_string()) {
@@ -245,6 +263,34 @@ class DockerExecutor : public ork::Executor {
     json body{
         {"Image", image_}, {"Cmd", worker_command_}, {"Env", env}, {"Labels", labels}, {"HostConfig", host_config}};
     if (!user_.empty()) body["User"] = user_;
+    if (image_task) {
+      // The task's own image runs ork-worker from the mounted bundle (its own loader and libraries), which writes
+      // the input file, runs the command (or the image's entrypoint + cmd) and reads the output file.
+      std::string image = cfg["image"];
+      for (char ch : image)
+        if (!std::isalnum(static_cast<unsigned char>(ch)) && std::string_view("./:-_@").find(ch) == std::string::npos)
+          ork::throw_invalid("exec-docker: task '" + task + "': malformed image name '" + image + "'");
+      Response img = api_->call(http::verb::get, "/images/" + image + "/json");
+      if (img.status == 404)
+        ork::throw_invalid("exec-docker: task '" + task + "': image '" + image + "' not found: " + img.message());
+      if (img.status != 200)
+        ork::throw_unavailable("exec-docker: task '" + task + "': inspecting image '" + image + "' (HTTP " +
+                               std::to_string(img.status) + "): " + img.message());
+      json ic = img.json_body().value("Config", json::object());
+      json def = json::array();
+      for (const char* k : {"Entrypoint", "Cmd"})
+        if (ic.contains(k) && ic[k].is_array())
+          for (const auto& a : ic[k]) def.push_back(a);
+      body["Image"] = image;
+      body["Entrypoint"] =
+          json::array({"/ork/lib/ld-linux-x86-64.so.2", "--library-path", "/ork/lib", "/ork/bin/ork-worker"});
+      body["Cmd"] = json::array();
+      body["Env"].push_back("ORK_CONTAINER_TASK=1");
+      body["Env"].push_back("ORK_CONTAINER_DEFAULT_COMMAND=" + def.dump());
+      body["Env"].push_back("ORK_PLUGIN_PATH=/ork/lib");
+      body["HostConfig"]["Binds"].push_back(worker_bundle_ + ":/ork:ro");
+      body["Labels"]["ork.image_task"] = "true";
+    }
 
     wait_for_events_stream();
     Response created = api_->call(http::verb::post, "/containers/create", body);
@@ -370,8 +416,39 @@ class DockerExecutor : public ork::Executor {
       enqueue([this, remove_id] { api_->call(http::verb::delete_, "/containers/" + remove_id + "?force=true"); });
   }
 
+  // The last lines of the container's output (Docker's multiplexed log frames, or raw text with a TTY).
+  std::string logs_tail(const std::string& id) {
+    Response r = api_->call(http::verb::get, "/containers/" + id + "/logs?stdout=1&stderr=1&tail=10");
+    if (r.status != 200) return "";
+    const std::string& b = r.body;
+    std::string out;
+    size_t i = 0;
+    while (i + 8 <= b.size() && static_cast<unsigned char>(b[i]) <= 2 && b[i + 1] == 0 && b[i + 2] == 0 &&
+           b[i + 3] == 0) {
+      size_t n = 0;
+      for (size_t k = 4; k < 8; ++k) n = (n << 8) | static_cast<unsigned char>(b[i + k]);
+      out.append(b, i + 8, n);
+      i += 8 + n;
+    }
+    if (i == 0) out = b;
+    while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+    return out.size() > 1000 ? out.substr(out.size() - 1000) : out;
+  }
+
   void finish_exited(const std::string& id, int64_t code) {
     std::string msg = "exited with code " + std::to_string(code);
+    bool cancelled;
+    {
+      std::lock_guard lock(mu_);
+      auto it = attempts_.find(id);
+      cancelled = it != attempts_.end() && it->second.cancel_requested;
+    }
+    // Exit codes other than the worker's own 0/1 (2: configuration, 125-127: the runtime could not start it) mean
+    // nothing reached the object store: the container's last output is the only explanation.
+    if (code != 0 && code != 1 && !cancelled) try {
+        if (std::string tail = logs_tail(id); !tail.empty()) msg += ": " + tail;
+      } catch (const std::exception&) {
+      }
     advance(id, code == 0 ? "succeeded" : "failed", code, msg);
   }
 
@@ -559,7 +636,7 @@ class DockerExecutor : public ork::Executor {
 
   ork::HostServices host_;
   std::unique_ptr<DockerApi> api_;
-  std::string image_, network_mode_, user_, owner_;
+  std::string image_, network_mode_, user_, owner_, worker_bundle_;
   json worker_command_, extra_env_ = json::object();
   std::vector<std::string> mounts_;
   size_t keep_finished_ = 10;

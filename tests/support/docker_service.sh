@@ -3,7 +3,9 @@
 # with its own containers.conf (runtime runc, explicit ulimits) and its own storage under <dir> — never /etc, never
 # the user's podman storage. Also builds the worker test image from the built ork-worker (+ its shared libraries),
 # the ork-object-local plugin and busybox-static, imported with `podman import` (no registry needed).
-#   docker_service.sh start <dir> <build dir>   image + service; writes <dir>/docker_host, <dir>/image, <dir>/pid
+#   docker_service.sh start <dir> <build dir>   images + service; writes <dir>/docker_host, <dir>/image, <dir>/pid,
+#                                               <dir>/bundle (ork-worker + its libraries for container tasks) and
+#                                               the plain task image localhost/busybox:test (busybox only)
 #   docker_service.sh stop <dir>                stops the service (its PID), removes its containers, then <dir>
 #   docker_service.sh remove <dir> <id>         force-removes one container (the conformance "lost job" command)
 #   docker_service.sh podman <dir> args...      runs podman against <dir>'s storage
@@ -64,9 +66,28 @@ build_image() {
   echo "root:x:0:0:root:/root:/bin/sh" >"$root/etc/passwd"
   echo "root:x:0:" >"$root/etc/group"
   tar -C "$root" -cf "$dir/rootfs.tar" .
-  pm import --change 'ENV=PATH=/usr/local/bin:/usr/bin:/bin' --change 'WORKDIR=/tmp' "$dir/rootfs.tar" "$IMAGE" >/dev/null
+  pm import -q --change 'ENV=PATH=/usr/local/bin:/usr/bin:/bin' --change 'WORKDIR=/tmp' "$dir/rootfs.tar" "$IMAGE" >/dev/null
   rm -rf "$root" "$dir/rootfs.tar"
   echo "$IMAGE" >"$dir/image"
+  # A plain image for container tasks (no Ork inside) and the worker bundle exec-docker mounts into such images.
+  mkdir -p "$root/bin" "$root/tmp"
+  chmod 1777 "$root/tmp"
+  install -m 0755 /bin/busybox "$root/bin/busybox"
+  for applet in $("$root/bin/busybox" --list); do
+    [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+  done
+  tar -C "$root" -cf "$dir/rootfs.tar" .
+  pm import -q --change 'ENV=PATH=/bin' --change 'CMD ["echo", "{\"default\": true}"]' "$dir/rootfs.tar" \
+    localhost/busybox:test >/dev/null
+  rm -rf "$root" "$dir/rootfs.tar" "$dir/bundle"
+  local f lib
+  for f in "$build/bin/ork-worker" "$build/lib/libork-object-local.so"; do
+    for lib in $(ldd "$f" | awk '/=> \//{print $3} /^\t\/[^ ]+ \(/{print $1}'); do
+      install -D -m 0755 "$(readlink -f "$lib")" "$dir/bundle/lib/$(basename "$lib")"
+    done
+  done
+  install -D -m 0755 "$build/bin/ork-worker" "$dir/bundle/bin/ork-worker"
+  install -D -m 0755 "$build/lib/libork-object-local.so" "$dir/bundle/lib/libork-object-local.so"
   echo "docker_service: image $IMAGE built in $((SECONDS - t0)) s"
 }
 
