@@ -5,8 +5,10 @@
 //   ORK_CONFORMANCE_OBJECT_STORE  {"library","config"} the worker and the suite share (same substitutions; default
 //                                 ork-object-local under {tmpdir}/objects)
 //   ORK_CONFORMANCE_WORKER_COMMAND JSON argv of the worker (default: the built ork-worker)
+//   ORK_CONFORMANCE_WORKER_SERVER_COMMAND JSON argv of a resident worker (`worker_server_command`; default: none)
 //   ORK_CONFORMANCE_LOSE_COMMAND  shell command that deletes the job ORK_CONFORMANCE_EXECUTOR_ID on the backend behind
-//                                 the plugin's back (default for ork-exec-subprocess: SIGKILL its process group)
+//                                 the plugin's back (ORK_CONFORMANCE_EXECUTOR_PID is set too when status() reports a
+//                                 pid; default for ork-exec-subprocess: SIGKILL its process group)
 //   ORK_CONFORMANCE_MISSING_ID    an executor id the backend never had (default: a fresh "ork-missing-<uuid>")
 //   ORK_CONFORMANCE_FANOUT        dispatches in the fan-out case (default 500)
 //   ORK_CONFORMANCE_WAIT_SECONDS  how long one attempt may take to reach a final state (default 60)
@@ -54,6 +56,7 @@ struct Backend {
   std::string object_store = env_or("ORK_CONFORMANCE_OBJECT_STORE",
                                     R"({"library": "ork-object-local", "config": {"root": "{tmpdir}/objects"}})");
   std::string worker_command = env_or("ORK_CONFORMANCE_WORKER_COMMAND", json::array({ORK_WORKER_PATH}).dump());
+  std::string worker_server_command = env_or("ORK_CONFORMANCE_WORKER_SERVER_COMMAND", "");
   std::string lose_command = env_or("ORK_CONFORMANCE_LOSE_COMMAND", "");
   std::string missing_id = env_or("ORK_CONFORMANCE_MISSING_ID", "");
   size_t fanout = std::stoul(env_or("ORK_CONFORMANCE_FANOUT", "500"));
@@ -62,7 +65,7 @@ struct Backend {
   std::string lose() const {
     if (!lose_command.empty()) return lose_command;
     if (fs::path(library).stem().string().find("exec-subprocess") != std::string::npos)
-      return R"(kill -KILL "-${ORK_CONFORMANCE_EXECUTOR_ID%%:*}")";
+      return R"(kill -KILL "-${ORK_CONFORMANCE_EXECUTOR_PID:-${ORK_CONFORMANCE_EXECUTOR_ID%%:*}}")";
     return "";
   }
 };
@@ -230,6 +233,8 @@ class ExecutorConformance : public ::testing::TestWithParam<Backend> {
              {"worker_command", json::parse(GetParam().worker_command)},
              {"image", nullptr},
              {"env", env}};
+    if (!GetParam().worker_server_command.empty())
+      cfg["worker_server_command"] = json::parse(GetParam().worker_server_command);
     json r = exec_->dispatch(cfg);
     EXPECT_TRUE(r.contains("executor_id") && r["executor_id"].is_string()) << r.dump();
     a.executor_id = r.value("executor_id", "");
@@ -390,8 +395,11 @@ TEST_P(ExecutorConformance, LostJobIsReportedNotHung) {
       a.executor_id, [](const json& s) { return s.value("state", "") == "running"; }, wait_budget());
   ASSERT_EQ(st["state"], "running") << st.dump();
   ::setenv("ORK_CONFORMANCE_EXECUTOR_ID", a.executor_id.c_str(), 1);
+  if (st.contains("pid") && st["pid"].is_number_integer())
+    ::setenv("ORK_CONFORMANCE_EXECUTOR_PID", std::to_string(st["pid"].get<int64_t>()).c_str(), 1);
   int rc = std::system(lose.c_str());
   ::unsetenv("ORK_CONFORMANCE_EXECUTOR_ID");
+  ::unsetenv("ORK_CONFORMANCE_EXECUTOR_PID");
   ASSERT_EQ(rc, 0) << "lose command failed: " << lose;
   auto t0 = Clock::now();
   st = wait_status(
