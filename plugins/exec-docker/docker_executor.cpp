@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -126,6 +127,7 @@ struct Attempt {
   std::string state = "pending";  // pending|running|succeeded|failed|cancelled
   json exit_code = nullptr;
   std::string message;
+  bool created = false;  // the container exists (create answered)
   bool running_sent = false;
   bool cancel_requested = false;
   bool oom = false;
@@ -182,9 +184,12 @@ class DockerExecutor : public ork::Executor {
     std::random_device rd;
     char nonce[24];
     std::snprintf(nonce, sizeof nonce, "%08x%08x", rd(), rd());
-    owner_ = str("owner", std::string("ork-") + nonce);
+    nonce_ = nonce;
+    owner_ = str("owner", "ork-" + nonce_);
+    size_t threads = static_cast<size_t>(std::max<int64_t>(num("dispatch_threads", 4), 1));
     events_thread_ = std::thread([this] { events_loop(); });
     control_thread_ = std::thread([this] { control_loop(); });
+    for (size_t i = 0; i < threads; ++i) dispatch_threads_.emplace_back([this] { dispatch_loop(); });
   }
 
   ~DockerExecutor() override {
@@ -196,6 +201,7 @@ class DockerExecutor : public ork::Executor {
     cv_.notify_all();
     if (events_thread_.joinable()) events_thread_.join();
     if (control_thread_.joinable()) control_thread_.join();
+    for (auto& t : dispatch_threads_) t.join();
   }
 
   json dispatch(const json& cfg) override {
@@ -292,31 +298,62 @@ class DockerExecutor : public ork::Executor {
       body["Labels"]["ork.image_task"] = "true";
     }
 
-    wait_for_events_stream();
-    Response created = api_->call(http::verb::post, "/containers/create", body);
-    if (created.status == 404)
-      ork::throw_invalid("exec-docker: task '" + task + "': image '" + image_ + "' not found: " + created.message());
-    if (created.status != 201 && created.status != 200)
-      ork::throw_unavailable("exec-docker: task '" + task + "': create failed (HTTP " + std::to_string(created.status) +
-                             "): " + created.message());
-    std::string id = created.json_body().value("Id", "");
-    if (id.empty()) ork::throw_unavailable("exec-docker: create returned no container id");
+    // The executor id is the container's name, chosen here: dispatch returns at once and create + start run on
+    // the dispatch threads (several at a time); a failure there is the attempt's final `failed` event.
+    std::string name = "ork-" + nonce_ + "-" + std::to_string(++counter_);
     {
       std::lock_guard lock(mu_);
-      attempts_[id] = Attempt{};
+      attempts_[name] = Attempt{};
+      starts_.push_back({name, task, std::move(body)});
     }
-    Response started = api_->call(http::verb::post, "/containers/" + id + "/start");
-    if (started.status != 204 && started.status != 304) {
-      {
-        std::lock_guard lock(mu_);
-        attempts_.erase(id);
+    cv_.notify_all();
+    return {{"executor_id", name}};
+  }
+
+  struct StartJob {
+    std::string name, task;
+    json body;
+  };
+
+  // Creates and starts one container (a dispatch thread).
+  void start_container(const StartJob& job) {
+    const std::string& name = job.name;
+    auto cancelled = [&] {
+      std::lock_guard lock(mu_);
+      auto it = attempts_.find(name);
+      return it == attempts_.end() || it->second.cancel_requested;
+    };
+    if (cancelled()) return advance(name, "cancelled", nullptr, "cancelled before the container was created", false);
+    wait_for_events_stream();
+    std::string error;
+    try {
+      Response created = api_->call(http::verb::post, "/containers/create?name=" + name, job.body);
+      if (created.status == 201 || created.status == 200) {
+        {
+          std::lock_guard lock(mu_);
+          if (auto it = attempts_.find(name); it != attempts_.end()) it->second.created = true;
+        }
+        if (cancelled()) {
+          api_->call(http::verb::delete_, "/containers/" + name + "?force=true");
+          return advance(name, "cancelled", nullptr, "cancelled before the container started", false);
+        }
+        Response started = api_->call(http::verb::post, "/containers/" + name + "/start");
+        if (started.status == 204 || started.status == 304) {
+          advance(name, "running", nullptr, "");
+          if (cancelled()) stop_later(name, default_grace_ms_);  // cancel() came between the checks and the start
+          return;
+        }
+        error = "start failed (HTTP " + std::to_string(started.status) + "): " + started.message();
+        api_->call(http::verb::delete_, "/containers/" + name + "?force=true");
+      } else {
+        error = (created.status == 404 ? "image '" + job.body.value("Image", "") + "' not found: "
+                                       : "create failed (HTTP " + std::to_string(created.status) + "): ") +
+                created.message();
       }
-      api_->call(http::verb::delete_, "/containers/" + id + "?force=true");
-      ork::throw_unavailable("exec-docker: task '" + task + "': start failed (HTTP " + std::to_string(started.status) +
-                             "): " + started.message());
+    } catch (const std::exception& e) {
+      error = e.what();
     }
-    advance(id, "running", nullptr, "");
-    return {{"executor_id", id}};
+    advance(name, "failed", nullptr, "exec-docker: task '" + job.task + "': " + error, false);
   }
 
   json status(const json& a) override {
@@ -333,24 +370,26 @@ class DockerExecutor : public ork::Executor {
     std::string id = executor_id(a);
     int64_t grace =
         a.contains("grace_ms") && a["grace_ms"].is_number_integer() ? a["grace_ms"].get<int64_t>() : default_grace_ms_;
+    bool known = false, created = false;
     {
       std::lock_guard lock(mu_);
-      auto it = attempts_.find(id);
-      if (it != attempts_.end()) {
+      if (auto it = attempts_.find(id); it != attempts_.end()) {
         if (final_state(it->second.state)) return json::object();
         it->second.cancel_requested = true;
-      } else {
-        // Not ours in memory (e.g. dispatched before a restart): stop it only when Ork started it.
-        Response r = api_->call(http::verb::get, "/containers/" + id + "/json");
-        if (r.status != 200 || !r.json_body()["Config"]["Labels"].contains("ork.task_id")) return json::object();
-        attempts_[id].cancel_requested = true;
+        known = true;
+        created = it->second.created;
       }
     }
+    if (!known) {  // not in memory (e.g. dispatched before a restart): stop it only when Ork started it
+      Response r = api_->call(http::verb::get, "/containers/" + id + "/json");
+      if (r.status != 200 || !r.json_body()["Config"]["Labels"].contains("ork.task_id")) return json::object();
+      std::lock_guard lock(mu_);
+      Attempt& at = attempts_[id];
+      at.cancel_requested = at.created = created = true;
+    }
+    if (!created) return json::object();  // its dispatch thread sees the flag before creating or starting it
     // docker stop: SIGTERM, SIGKILL after the grace period; on the control thread so cancel() never blocks.
-    enqueue([this, id, grace] {
-      int64_t t = (std::max<int64_t>(grace, 0) + 999) / 1000;
-      api_->call(http::verb::post, "/containers/" + id + "/stop?t=" + std::to_string(t));
-    });
+    stop_later(id, grace);
     return json::object();
   }
 
@@ -372,7 +411,8 @@ class DockerExecutor : public ork::Executor {
 
   // Moves an attempt forward (pending → running → final, never back) and pushes the events: `running` always
   // precedes the one final event. Unknown ids are ignored.
-  void advance(const std::string& id, const std::string& to, json exit_code, const std::string& message) {
+  void advance(const std::string& id, const std::string& to, json exit_code, const std::string& message,
+               bool started = true) {
     std::lock_guard order(notify_mu_);
     std::vector<json> events;
     std::string remove_id;
@@ -381,7 +421,7 @@ class DockerExecutor : public ork::Executor {
       auto it = attempts_.find(id);
       if (it == attempts_.end() || final_state(it->second.state)) return;
       Attempt& at = it->second;
-      if (!at.running_sent) {
+      if (!at.running_sent && started) {
         at.running_sent = true;
         events.push_back({{"type", "executor.status"}, {"executor_id", id}, {"state", "running"}});
       }
@@ -454,12 +494,14 @@ class DockerExecutor : public ork::Executor {
 
   // Reads the container's state from the API; tracked attempts move forward with it.
   json inspect_and_advance(const std::string& id) {
-    Response r = api_->call(http::verb::get, "/containers/" + id + "/json");
     bool tracked;
     {
       std::lock_guard lock(mu_);
-      tracked = attempts_.count(id) > 0;
+      auto it = attempts_.find(id);
+      tracked = it != attempts_.end();
+      if (tracked && !it->second.created) return status_json(it->second);  // still queued for create
     }
+    Response r = api_->call(http::verb::get, "/containers/" + id + "/json");
     if (r.status == 404) {
       if (!tracked) return {{"state", "unknown"}, {"exit_code", nullptr}, {"message", "no such container"}};
       advance(id, "failed", nullptr, "the container disappeared (removed outside Ork)");
@@ -495,15 +537,20 @@ class DockerExecutor : public ork::Executor {
   void on_event(const json& e) {
     if (e.value("Type", "") != "container") return;
     std::string action = e.value("Action", e.value("status", ""));
-    std::string id = e.value("id", "");
-    if (id.empty() && e.contains("Actor")) id = e["Actor"].value("ID", "");
+    json attrs = e.contains("Actor") ? e["Actor"].value("Attributes", json::object()) : json::object();
+    // Attempts are known by container name (the executor id); the full id only where a name is missing.
+    std::string id =
+        attrs.contains("name") && attrs["name"].is_string() ? attrs["name"].get<std::string>() : e.value("id", "");
     {
       std::lock_guard lock(mu_);
       auto it = attempts_.find(id);
+      // A container of this owner started by an earlier instance (a restarted host with a fixed `owner`): adopted.
+      if (it == attempts_.end() && (action == "start" || action == "die") && attrs.contains("ork.task_id"))
+        it = attempts_.emplace(id, Attempt{}).first;
+      it->second.created = true;
       if (it == attempts_.end() || final_state(it->second.state)) return;
       if (action == "oom") it->second.oom = true;
     }
-    json attrs = e.contains("Actor") ? e["Actor"].value("Attributes", json::object()) : json::object();
     if (action == "start") {
       advance(id, "running", nullptr, "");
     } else if (action == "die") {
@@ -608,12 +655,38 @@ class DockerExecutor : public ork::Executor {
       }
   }
 
+  void stop_later(const std::string& id, int64_t grace_ms) {
+    enqueue([this, id, grace_ms] {
+      int64_t t = (std::max<int64_t>(grace_ms, 0) + 999) / 1000;
+      api_->call(http::verb::post, "/containers/" + id + "/stop?t=" + std::to_string(t));
+    });
+  }
+
   void enqueue(std::function<void()> job) {
     {
       std::lock_guard lock(mu_);
       jobs_.push_back(std::move(job));
     }
     cv_.notify_all();
+  }
+
+  // Creates and starts queued attempts; what is still queued at shutdown stays pending (the host's heartbeat check
+  // fails it).
+  void dispatch_loop() {
+    std::unique_lock lock(mu_);
+    while (true) {
+      cv_.wait(lock, [&] { return stop_ || !starts_.empty(); });
+      if (stop_) return;
+      StartJob job = std::move(starts_.front());
+      starts_.pop_front();
+      lock.unlock();
+      try {
+        start_container(job);
+      } catch (const std::exception& ex) {
+        host_.log(ORK_LOG_WARN, std::string("exec-docker: ") + ex.what());
+      }
+      lock.lock();
+    }
   }
 
   // Runs stops and removals off the caller's thread; pending jobs are dropped at shutdown.
@@ -636,7 +709,8 @@ class DockerExecutor : public ork::Executor {
 
   ork::HostServices host_;
   std::unique_ptr<DockerApi> api_;
-  std::string image_, network_mode_, user_, owner_, worker_bundle_;
+  std::string image_, network_mode_, user_, owner_, worker_bundle_, nonce_;
+  std::atomic<uint64_t> counter_{0};
   json worker_command_, extra_env_ = json::object();
   std::vector<std::string> mounts_;
   size_t keep_finished_ = 10;
@@ -649,6 +723,8 @@ class DockerExecutor : public ork::Executor {
   std::map<std::string, Attempt> attempts_;
   std::deque<std::string> finished_, to_remove_;
   std::deque<std::function<void()>> jobs_;
+  std::deque<StartJob> starts_;
+  std::vector<std::thread> dispatch_threads_;
   bool stop_ = false, events_connected_ = false;
   int events_fd_ = -1;
   std::thread events_thread_, control_thread_;
