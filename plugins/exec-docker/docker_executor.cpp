@@ -670,41 +670,32 @@ class DockerExecutor : public ork::Executor {
     cv_.notify_all();
   }
 
-  // Creates and starts queued attempts; what is still queued at shutdown stays pending (the host's heartbeat check
-  // fails it).
-  void dispatch_loop() {
+  // Runs the jobs of `queue` one by one until shutdown; what is still queued then is dropped (a queued attempt stays
+  // pending: the host's heartbeat check fails it).
+  template <class Job, class Run>
+  void serve(std::deque<Job>& queue, Run run) {
     std::unique_lock lock(mu_);
     while (true) {
-      cv_.wait(lock, [&] { return stop_ || !starts_.empty(); });
+      cv_.wait(lock, [&] { return stop_ || !queue.empty(); });
       if (stop_) return;
-      StartJob job = std::move(starts_.front());
-      starts_.pop_front();
+      Job job = std::move(queue.front());
+      queue.pop_front();
       lock.unlock();
       try {
-        start_container(job);
+        run(job);
       } catch (const std::exception& ex) {
         host_.log(ORK_LOG_WARN, std::string("exec-docker: ") + ex.what());
       }
       lock.lock();
     }
   }
-
-  // Runs stops and removals off the caller's thread; pending jobs are dropped at shutdown.
+  // Creates and starts queued attempts (dispatch threads).
+  void dispatch_loop() {
+    serve(starts_, [this](const StartJob& job) { start_container(job); });
+  }
+  // Stops and removals, off the caller's thread.
   void control_loop() {
-    std::unique_lock lock(mu_);
-    while (true) {
-      cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
-      if (stop_) return;
-      auto job = std::move(jobs_.front());
-      jobs_.pop_front();
-      lock.unlock();
-      try {
-        job();
-      } catch (const std::exception& ex) {
-        host_.log(ORK_LOG_WARN, std::string("exec-docker: ") + ex.what());
-      }
-      lock.lock();
-    }
+    serve(jobs_, [](const std::function<void()>& job) { job(); });
   }
 
   ork::HostServices host_;
