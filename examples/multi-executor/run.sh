@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs examples/multi-executor against the Cloud Run and Kubernetes fakes (tests/fakes/): starts both, maps the image
 # "ork-worker" to the locally built ork-worker, creates the Cloud Run job, writes plugins.yaml, runs the workflow.
-# Usage: examples/multi-executor/run.sh [path/to/ork-host] [extra ork-host args...]; WORK=dir keeps state there.
+# Usage: examples/multi-executor/run.sh [path/to/ork-host] [extra ork-host args...]; WORK=dir keeps state there,
+# WORKFLOW=file runs another workflow, EXTRA_PLUGINS=yaml-lines adds plugins.yaml entries (e.g. a docker executor).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 host="${1:-$here/../../build/bin/ork-host}"
@@ -32,4 +33,5 @@ users: [{name: ork, user: {token: not-checked-by-the-fake}}]
 KC
 sed -e "s|\${WORK}|$WORK|g" -e "s|\${CLOUDRUN_ENDPOINT}|$CLOUDRUN_ENDPOINT|g" \
   -e "s|\${KUBECONFIG_FILE}|$KUBECONFIG_FILE|g" "$here/plugins.yaml" >"$WORK/plugins.yaml"
-"$host" --plugins "$WORK/plugins.yaml" "$@" run "$here/workflow.yaml"
+[ -z "${EXTRA_PLUGINS:-}" ] || printf '%s\n' "$EXTRA_PLUGINS" >>"$WORK/plugins.yaml"
+"$host" --plugins "$WORK/plugins.yaml" "$@" run "${WORKFLOW:-$here/workflow.yaml}"
