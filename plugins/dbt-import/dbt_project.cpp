@@ -6,6 +6,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <climits>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -302,7 +303,9 @@ class Importer {
       std::string text = read_text(f);
       JinjaScan s = scan_jinja(text);
       if (!s.error.empty()) problems_.push_back(shown(f) + ": " + s.error);
-      for (const auto& b : s.snapshots) {
+      for (size_t k = 0; k < s.snapshots.size(); ++k) {
+        const SnapshotBlock& b = s.snapshots[k];
+        const int next = k + 1 < s.snapshots.size() ? s.snapshots[k + 1].line : INT_MAX;
         if (b.name.empty()) {
           problems_.push_back(shown(f) + ":" + std::to_string(b.line) + ": '{% snapshot %}' without a name");
           continue;
@@ -312,7 +315,7 @@ class Importer {
         n.materialized = "snapshot";
         std::vector<JinjaCall> inside;
         for (const auto& c : s.calls)
-          if (c.line >= b.line) inside.push_back(c);
+          if (c.line >= b.line && c.line < next) inside.push_back(c);
         take_calls(n, f, inside);
         add_node(std::move(n));
       }

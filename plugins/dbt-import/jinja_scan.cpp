@@ -191,7 +191,6 @@ JinjaScan scan_jinja(std::string_view text) {
         line_start = k + 1;
       }
   };
-  SnapshotBlock* open_snapshot = nullptr;
   size_t i = 0;
   while (i + 1 < text.size()) {
     if (text[i] != '{' || (text[i + 1] != '#' && text[i + 1] != '%' && text[i + 1] != '{')) {
@@ -239,12 +238,8 @@ JinjaScan scan_jinja(std::string_view text) {
         while (!rest.empty() && std::isspace(static_cast<unsigned char>(rest.front()))) rest.remove_prefix(1);
         size_t n = 0;
         while (n < rest.size() && ident_char(rest[n])) ++n;
-        out.snapshots.push_back({std::string(rest.substr(0, n)), line, end + 2, text.size()});
-        open_snapshot = &out.snapshots.back();
-      } else if (kind == '%' && word == "endsnapshot" && open_snapshot) {
-        open_snapshot->end = i;
-        open_snapshot = nullptr;
-      } else {
+        out.snapshots.push_back({std::string(rest.substr(0, n)), line});
+      } else if (kind != '%' || word != "endsnapshot") {
         Expr(body, body_line, body_col).scan(out.calls);
       }
     }

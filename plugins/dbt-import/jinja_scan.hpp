@@ -24,7 +24,6 @@ struct JinjaCall {
 struct SnapshotBlock {
   std::string name;
   int line = 0;
-  size_t begin = 0, end = 0;  // byte range of the block body in the text
 };
 
 struct JinjaScan {

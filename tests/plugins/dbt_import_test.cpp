@@ -164,6 +164,7 @@ TEST_F(DbtImport, CustomFolderLayout) {
   EXPECT_EQ(deps(tasks["dbt.daily.daily_events"]),
             (std::set<std::string>{"dbt.raw.raw_events", "dbt.seeds.event_types"}));
   EXPECT_EQ(deps(tasks["dbt.snapshots.events_history"]), std::set<std::string>{"dbt.daily.daily_events"});
+  EXPECT_EQ(deps(tasks["dbt.snapshots.raw_history"]), std::set<std::string>{"dbt.raw.raw_events"});  // same file
 }
 
 TEST_F(DbtImport, ErrorsNameTheFileAndLine) {
@@ -320,7 +321,7 @@ TEST_F(DbtImport, LoaderPlacesImporterErrorsAtTheImportEntry) {
 TEST_F(DbtImport, WorkflowOfOnlyImportedTasks) {
   ork::WorkflowDefinition wf = ork::load_workflow_string("name: only_dbt\nimport:\n  - dbt: ./custom_paths\n",
                                                          "wf.yaml", kFixtures, import_fn());
-  EXPECT_EQ(wf.tasks.size(), 4u);
+  EXPECT_EQ(wf.tasks.size(), 5u);
   EXPECT_EQ(json(wf)["tasks"][0]["meta"]["dbt"]["resource_type"].get<std::string>().empty(), false);
 }
 
