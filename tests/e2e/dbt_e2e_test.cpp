@@ -51,7 +51,8 @@ import:
     target: dev
 tasks:
   extract:
-    command: echo '{"loaded": true}'
+    command: |
+      echo '{"loaded": true}'
   dbt.staging.stg_orders:
     depends_on: [extract]
   report:
@@ -145,8 +146,9 @@ TEST(DbtE2E, FailingModelAndFailingTestsBecomeDbtErrors) {
   EXPECT_EQ(t["report"]["status"], "skipped");
   const json& test = t["dbt.staging.stg_orders.test"];
   EXPECT_EQ(test["status"], "failed");
-  EXPECT_NE(test["error"]["message"].get<std::string>().find("dbt test failed: 1 of 4 nodes failed: "
-                                                             "test.jaffle_shop.not_null_stg_orders (fail"),
+  EXPECT_NE(test["error"]["message"].get<std::string>().find(
+                "dbt test failed: 1 of 4 nodes failed: "
+                "test.jaffle_shop.not_null_stg_orders_order_id (fail: Got 3 results"),
             std::string::npos)
       << test.dump();
   EXPECT_EQ(test["error"]["details"]["failures"], 3);
@@ -199,7 +201,8 @@ TEST(DbtE2E, ExampleRunsWithTheStandIn) {
                std::chrono::seconds(240));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::map<std::string, json> t;
-  for (auto& x : last_run(dir / "home")["tasks"]) t[x["task_name"]] = x;
+  const json last = last_run(dir / "home");
+  for (const auto& x : last["tasks"]) t[x["task_name"]] = x;
   EXPECT_EQ(t.size(), 8u);  // extract, 2 seeds, 3 models, the tests of fct_sales, report
   EXPECT_EQ(t["report"]["output"], json({{"mart", "fct_sales"}, {"tests_passed", 3}, {"tests_status", "success"}}));
   EXPECT_EQ(t["dbt.seeds.raw_orders"]["output"]["rows_affected"], 3);
