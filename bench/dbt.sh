@@ -13,7 +13,7 @@ host="$build/bin/ork-host"
   { echo "bench/dbt.sh: build ork-host and ork-dbt-import in $build first" >&2; exit 2; }
 runs=${BENCH_RUNS:-3} models=${BENCH_DBT_MODELS:-2000}
 work=$(mktemp -d /tmp/ork-bench-dbt.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap '[ -n "${BENCH_DBT_KEEP:-}" ] || rm -rf "$work"' EXIT
 python3 - "$work/project" "$models" <<'PY'
 import os, random, sys
 root, n = sys.argv[1], int(sys.argv[2])

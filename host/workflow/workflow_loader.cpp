@@ -1259,7 +1259,7 @@ YAML::Node yaml_of(const json& j) {
   }
   if (j.is_object()) {
     YAML::Node n(YAML::NodeType::Map);
-    for (const auto& [k, v] : j.items()) n[k] = yaml_of(v);
+    for (const auto& [k, v] : j.items()) n.force_insert(k, yaml_of(v));  // JSON keys are unique
     return n;
   }
   YAML::Node n(j.is_string() ? j.get<std::string>() : j.dump());
@@ -1334,6 +1334,13 @@ Imported expand_imports(YAML::Node& root, Ctx& ctx, const std::string& base_dir,
       ctx.error(mark, field + "." + name, "the importer returned no 'tasks' map");
       continue;
     }
+    if (result.contains("types") && result["types"].is_object()) {  // types the imported tasks name
+      if (!root["types"]) root["types"] = YAML::Node(YAML::NodeType::Map);
+      YAML::Node types = root["types"];
+      if (types.IsMap())
+        for (const auto& [tname, spec] : result["types"].items())
+          if (!types[tname]) types.force_insert(tname, yaml_of(spec));  // a workflow's own type of that name wins
+    }
     for (const auto& [tname, def] : result["tasks"].items()) {
       if (!def.is_object()) {
         ctx.error(mark, field + "." + name, "imported task '" + tname + "' is not a map");
@@ -1354,7 +1361,7 @@ Imported expand_imports(YAML::Node& root, Ctx& ctx, const std::string& base_dir,
           merge_imported(mine, yaml_of(def));
         }  // anything else is reported by the parser
       } else {
-        tasks[tname] = yaml_of(def);
+        tasks.force_insert(tname, yaml_of(def));  // no lookup: operator[] is linear in the map's size
       }
     }
   }

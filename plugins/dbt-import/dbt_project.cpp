@@ -691,24 +691,27 @@ class Importer {
     return extra;
   }
 
-  static json output_type() {
-    return {{"status", "str"},
-            {"command", "str"},
-            {"select", "str"},
-            {"rows_affected", "int?"},
-            {"failures", "int?"},
-            {"execution_time", "float"},
-            {"elapsed_time", "float?"},
-            {"invocation_id", "str?"},
-            {"nodes",
-             json::array(
-                 {{{"unique_id", "str"},
-                   {"status", "str"},
-                   {"execution_time", "float"},
-                   {"rows_affected", "int?"},
-                   {"failures", "int?"},
-                   {"message", "str?"},
-                   {"timing", json::array({{{"name", "str"}, {"started_at", "str?"}, {"completed_at", "str?"}}})}}})}};
+  // The types of a dbt runtime's output (run_results.json digested), declared once in the workflow's `types:`.
+  static json output_types() {
+    return {{"DbtTiming", {{"name", "str"}, {"started_at", "str?"}, {"completed_at", "str?"}}},
+            {"DbtNodeResult",
+             {{"unique_id", "str"},
+              {"status", "str"},
+              {"execution_time", "float"},
+              {"rows_affected", "int?"},
+              {"failures", "int?"},
+              {"message", "str?"},
+              {"timing", "list[DbtTiming]"}}},
+            {"DbtRunResult",
+             {{"status", "str"},
+              {"command", "str"},
+              {"select", "str"},
+              {"rows_affected", "int?"},
+              {"failures", "int?"},
+              {"execution_time", "float"},
+              {"elapsed_time", "float?"},
+              {"invocation_id", "str?"},
+              {"nodes", "list[DbtNodeResult]"}}}};
   }
 
   json task(const std::string& executor, const std::string& verb, const std::string& select, json deps,
@@ -736,7 +739,7 @@ class Importer {
       meta["vars"] = vars;
     }
     if (verb == "test") meta["tests"] = n.tests;
-    json t = {{"executor", executor}, {"command", cmd}, {"output_type", output_type()}, {"meta", {{"dbt", meta}}}};
+    json t = {{"executor", executor}, {"command", cmd}, {"output_type", "DbtRunResult"}, {"meta", {{"dbt", meta}}}};
     if (!deps.empty()) t["depends_on"] = std::move(deps);
     std::string desc = verb == "test" ? "dbt tests of " + n.kind + " " + n.name : n.description;
     if (!desc.empty()) t["description"] = desc;
@@ -779,12 +782,12 @@ class Importer {
       tasks["dbt.sources." + id + ".test"] = {
           {"executor", "dbt-test"},
           {"command", cmd},
-          {"output_type", output_type()},
+          {"output_type", "DbtRunResult"},
           {"description", "dbt tests of source " + id},
           {"meta", {{"dbt", {{"resource_type", "source"}, {"name", id}, {"tests", st.tests}}}}}};
     }
     fail_if_problems();
-    return {{"tasks", tasks}, {"project", project_}, {"from", from_}};
+    return {{"tasks", tasks}, {"types", output_types()}, {"project", project_}, {"from", from_}};
   }
 
   json defaults_, options_;

@@ -108,7 +108,7 @@ TEST_F(DbtImport, ProjectBecomesTasksNamedByFolder) {
   EXPECT_EQ(dim["materialized"], "table");
   EXPECT_EQ(dim["tags"], json({"core", "daily"}));
   EXPECT_EQ(tasks["dbt.staging.stg_orders"]["meta"]["dbt"]["sources"], json({"shop.orders"}));
-  EXPECT_EQ(fct["output_type"]["rows_affected"], "int?");
+  EXPECT_EQ(fct["output_type"], "DbtRunResult");
   EXPECT_EQ(tasks["dbt.staging.stg_customers.test"]["meta"]["dbt"]["tests"],
             json({"unique(customer_id)", "not_null(customer_id)"}));
   EXPECT_EQ(tasks["dbt.marts.fct_sales.test"]["meta"]["dbt"]["tests"],
@@ -261,7 +261,8 @@ tasks:
   ASSERT_NE(fct, nullptr);
   EXPECT_EQ(fct->loc.line, 3);  // the import entry
   EXPECT_EQ(fct->command_args[0], "dbt");
-  EXPECT_FALSE(fct->output_type.is_null());
+  EXPECT_EQ(fct->output_type, "DbtRunResult");
+  EXPECT_EQ(wf.types["DbtRunResult"]["rows_affected"], "int?");  // the importer's types joined the workflow's
   EXPECT_EQ(fct->meta["dbt"]["materialized"], "incremental");
   EXPECT_EQ(fct->description, "Sales per order, in the project currency");
   EXPECT_NE(wf.find("report"), nullptr);
