@@ -10,9 +10,11 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <sstream>
+#include <string_view>
 
 #include "jinja_scan.hpp"
 
@@ -194,8 +196,9 @@ class Importer {
       problems_.push_back("import: vars: expected a mapping of dbt vars");
   }
 
-  // Every file under the project's folders, sorted for a stable order.
-  std::vector<fs::path> files_under(const std::vector<std::string>& dirs, const std::string& ext) const {
+  // Every file under the project's folders with one of the extensions, sorted for a stable order.
+  std::vector<fs::path> files_under(const std::vector<std::string>& dirs,
+                                    std::initializer_list<std::string_view> exts) const {
     std::vector<fs::path> out;
     for (const auto& d : dirs) {
       std::error_code ec;
@@ -203,7 +206,9 @@ class Importer {
       if (!fs::is_directory(dir, ec)) continue;
       for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
            it.increment(ec)) {
-        if (it->is_regular_file(ec) && it->path().extension() == ext) out.push_back(it->path());
+        if (!it->is_regular_file(ec)) continue;
+        const std::string ext = it->path().extension().string();
+        if (std::find(exts.begin(), exts.end(), ext) != exts.end()) out.push_back(it->path());
       }
     }
     std::sort(out.begin(), out.end());
@@ -233,9 +238,8 @@ class Importer {
     };
     if (newer(root_ / "dbt_project.yml")) return false;
     for (const auto* dirs : {&model_paths_, &seed_paths_, &snapshot_paths_, &test_paths_})
-      for (const char* ext : {".sql", ".yml", ".yaml", ".csv"})
-        for (const auto& f : files_under(*dirs, ext))
-          if (newer(f)) return false;
+      for (const auto& f : files_under(*dirs, {".sql", ".yml", ".yaml", ".csv"}))
+        if (newer(f)) return false;
     return true;
   }
 
@@ -287,7 +291,7 @@ class Importer {
 
   // ---- project files ----
   void read_sources() {
-    for (const auto& f : files_under(model_paths_, ".sql")) {
+    for (const auto& f : files_under(model_paths_, {".sql"})) {
       std::string text = read_text(f);
       JinjaScan s = scan_jinja(text);
       if (!s.error.empty()) problems_.push_back(shown(f) + ": " + s.error);
@@ -296,10 +300,10 @@ class Importer {
       take_calls(n, f, s.calls);
       add_node(std::move(n));
     }
-    for (const auto& f : files_under(seed_paths_, ".csv"))
+    for (const auto& f : files_under(seed_paths_, {".csv"}))
       add_node(
           make_node("seed", f.stem().string(), "seeds." + dotted_below(f, seed_paths_), shown(f), shown(f) + ":1"));
-    for (const auto& f : files_under(snapshot_paths_, ".sql")) {
+    for (const auto& f : files_under(snapshot_paths_, {".sql"})) {
       std::string text = read_text(f);
       JinjaScan s = scan_jinja(text);
       if (!s.error.empty()) problems_.push_back(shown(f) + ": " + s.error);
@@ -321,9 +325,8 @@ class Importer {
       }
     }
     for (const auto* dirs : {&model_paths_, &seed_paths_, &snapshot_paths_})
-      for (const char* ext : {".yml", ".yaml"})
-        for (const auto& f : files_under(*dirs, ext)) read_properties(f);
-    for (const auto& f : files_under(test_paths_, ".sql")) {  // singular tests: attach to every node they ref
+      for (const auto& f : files_under(*dirs, {".yml", ".yaml"})) read_properties(f);
+    for (const auto& f : files_under(test_paths_, {".sql"})) {  // singular tests: attach to every node they ref
       JinjaScan s = scan_jinja(read_text(f));
       if (!s.error.empty()) problems_.push_back(shown(f) + ": " + s.error);
       std::vector<Ref> refs;
