@@ -868,11 +868,15 @@ json dbt_output(const json& rr, const std::vector<std::string>& args) {
   std::optional<int64_t> rows, failures;
   bool ok = true;
   for (const auto& r : rr.value("results", json::array())) {
-    const std::string status = r.value("status", std::string("unknown"));
+    auto number = [](const json& o, const char* k) {
+      return o.contains(k) && o[k].is_number() ? o[k].get<double>() : 0.0;
+    };
+    const std::string status =
+        r.contains("status") && r["status"].is_string() ? r["status"].get<std::string>() : std::string("unknown");
     if (status == "error" || status == "fail" || status == "runtime error") ok = false;
-    json n = {{"unique_id", r.value("unique_id", std::string())},
+    json n = {{"unique_id", r.contains("unique_id") && r["unique_id"].is_string() ? r["unique_id"] : json("")},
               {"status", status},
-              {"execution_time", r.value("execution_time", 0.0)},
+              {"execution_time", number(r, "execution_time")},
               {"rows_affected", nullptr},
               {"failures", r.contains("failures") && r["failures"].is_number_integer() ? r["failures"] : json()},
               {"message", r.contains("message") && r["message"].is_string() ? r["message"] : json()},
@@ -886,7 +890,7 @@ json dbt_output(const json& rr, const std::vector<std::string>& args) {
     if (n["failures"].is_number_integer()) failures = failures.value_or(0) + n["failures"].get<int64_t>();
     for (const auto& t : r.value("timing", json::array()))
       if (t.is_object())
-        n["timing"].push_back({{"name", t.value("name", std::string())},
+        n["timing"].push_back({{"name", t.contains("name") && t["name"].is_string() ? t["name"] : json("")},
                                {"started_at", t.value("started_at", json())},
                                {"completed_at", t.value("completed_at", json())}});
     nodes.push_back(std::move(n));
