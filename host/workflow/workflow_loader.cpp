@@ -558,8 +558,8 @@ struct PendingRef {
 
 class Parser {
  public:
-  Parser(Ctx& ctx, std::string base_dir, std::set<std::string> imported = {})
-      : ctx_(ctx), base_dir_(std::move(base_dir)), imported_(std::move(imported)) {}
+  Parser(Ctx& ctx, std::string base_dir, std::set<std::string> imported = {}, bool imports_failed = false)
+      : ctx_(ctx), base_dir_(std::move(base_dir)), imported_(std::move(imported)), imports_failed_(imports_failed) {}
 
   WorkflowDefinition parse(const YAML::Node& root) {
     WorkflowDefinition wf;
@@ -595,7 +595,7 @@ class Parser {
     if (const Entry* e = get(es, "env_file")) wf.env_file = parse_env_file(*e, "env_file");
     if (const Entry* e = get(es, "tasks")) {
       parse_tasks(*e, wf);
-    } else {
+    } else if (!imports_failed_) {
       ctx_.error(root, "tasks", "missing required field 'tasks'");
     }
     return wf;
@@ -1243,6 +1243,7 @@ class Parser {
   Ctx& ctx_;
   std::string base_dir_;
   std::set<std::string> imported_;  // task names that imports provided (dots allowed)
+  bool imports_failed_ = false;     // an import failed: a workflow of imported tasks only may have none
   std::vector<TaskMarks> marks_;    // parallel to wf.tasks
   std::vector<PendingRef> refs_;
 };
@@ -1272,6 +1273,7 @@ struct Imported {
   std::set<std::string> names;
   std::set<std::string> user_defined;  // imported names the workflow also defines (merged)
   std::map<std::string, YAML::Mark> origin;
+  bool failed = false;  // an importer reported errors: no second error for what it would have provided
 };
 
 // Merges an imported task into a user task of the same name: the user's fields win, except `depends_on`, which is
@@ -1294,8 +1296,9 @@ void merge_imported(YAML::Node user, const YAML::Node& imported) {
 
 Imported expand_imports(YAML::Node& root, Ctx& ctx, const std::string& base_dir, const ImportFn& importer) {
   Imported out;
-  if (!root.IsMap() || !root["import"] || !root["import"].IsSequence()) return out;
-  if (!root["tasks"]) root["tasks"] = YAML::Node(YAML::NodeType::Map);
+  if (!importer || !root.IsMap() || !root["import"] || !root["import"].IsSequence()) return out;
+  const bool had_tasks = static_cast<bool>(root["tasks"]);
+  if (!had_tasks) root["tasks"] = YAML::Node(YAML::NodeType::Map);
   YAML::Node tasks = root["tasks"];
   if (!tasks.IsMap()) return out;  // reported by the parser
   std::set<std::string> user;
@@ -1310,13 +1313,6 @@ Imported expand_imports(YAML::Node& root, Ctx& ctx, const std::string& base_dir,
     const YAML::Mark mark = item.begin()->first.Mark();
     Ctx scratch(ctx.file());
     const json source = to_json_value(item, field, scratch);
-    if (!importer) {
-      ctx.error(mark, field + "." + name,
-                "cannot expand imports here: no importer plugins are loaded (ork-host loads the '" + name +
-                    "' importer named in plugins.yaml)");
-      failed = true;
-      continue;
-    }
     json result;
     try {
       result = importer(name, {{"source", source}, {"base_dir", base_dir}});
@@ -1365,9 +1361,12 @@ Imported expand_imports(YAML::Node& root, Ctx& ctx, const std::string& base_dir,
       }
     }
   }
-  if (failed)  // the import's own errors say why; no second error per dotted task name
+  if (failed) {  // the import's own errors say why; no second error per dotted task name
     for (const auto& u : user)
       if (u.find('.') != std::string::npos) out.names.insert(u);
+    if (!had_tasks && tasks.size() == 0) root.remove("tasks");
+  }
+  out.failed = failed;
   return out;
 }
 
@@ -1410,7 +1409,7 @@ WorkflowDefinition load(const std::string& yaml, const std::string& filename, co
   if (!base_dir.empty()) abs_base = fs::absolute(base_dir).lexically_normal().string();
   if (abs_base.size() > 1 && abs_base.back() == '/') abs_base.pop_back();
   Imported imported = expand_imports(root, ctx, abs_base, importer);
-  Parser parser(ctx, abs_base, imported.names);
+  Parser parser(ctx, abs_base, imported.names, imported.failed);
   WorkflowDefinition wf = parser.parse(root);
   for (auto& t : wf.tasks) {
     if (!imported.origin.count(t.name) || imported.user_defined.count(t.name)) continue;

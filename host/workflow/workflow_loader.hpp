@@ -41,7 +41,8 @@ class WorkflowError : public std::runtime_error {
 using ImportFn = std::function<json(const std::string& importer, const json& request)>;
 
 // Loads and validates a workflow file. base_dir is the file's directory (absolute); `file:`/`config_file:` must exist.
-// `import:` entries are expanded through `importer` first (none given: an `import:` is an error).
+// `import:` entries are expanded through `importer` first; without one they are only kept in `imports` (tools that
+// need no tasks from them; ork-host always passes its importer plugins).
 WorkflowDefinition load_workflow_file(const std::string& path, const ImportFn& importer = {});
 
 // Loads and validates YAML text. `filename` only labels diagnostics. When base_dir is non-empty, `file:` and

@@ -309,10 +309,15 @@ TEST_F(DbtImport, LoaderPlacesImporterErrorsAtTheImportEntry) {
   EXPECT_EQ(d[1].line, 10);
   EXPECT_NE(d[1].message.find("unknown task 'dbt.marts.fct_sales'"), std::string::npos);
 
-  // No importers (a loader without plugins) and an importer that is not configured.
-  d = diagnostics("name: w\nimport:\n  - dbt: ./jaffle\ntasks:\n  a:\n    command: echo\n", {});
-  ASSERT_EQ(d.size(), 1u);
-  EXPECT_NE(d[0].message.find("no importer plugins are loaded"), std::string::npos);
+  // A workflow of imported tasks only whose import fails: just the import's errors.
+  d = diagnostics("name: w\nimport:\n  - dbt: ./broken/cycle\n", import_fn());
+  ASSERT_EQ(d.size(), 1u) << d[0].str();
+  EXPECT_EQ(d[0].line, 3);
+  // Without an importer (a loader without plugins) the entries are only kept; an importer not configured fails.
+  ork::WorkflowDefinition kept = ork::load_workflow_string(
+      "name: w\nimport:\n  - dbt: ./jaffle\ntasks:\n  a:\n    command: echo\n", "wf.yaml", kFixtures, {});
+  EXPECT_EQ(kept.tasks.size(), 1u);
+  EXPECT_EQ(kept.imports, json::parse(R"([{"dbt": "./jaffle"}])"));
   d = diagnostics("name: w\nimport:\n  - airbyte: ./x\ntasks:\n  a:\n    command: echo\n", import_fn());
   ASSERT_EQ(d.size(), 1u);
   EXPECT_EQ(d[0].field, "import[0].airbyte");
