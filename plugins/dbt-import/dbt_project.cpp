@@ -91,6 +91,10 @@ class Importer {
       if (!known.count(k))
         problems_.push_back("import: unknown option '" + k +
                             "' (expected dbt, models, target, profiles_dir, vars, manifest, tests)");
+      else if ((k == "target" || k == "profiles_dir" || k == "manifest") && !v.is_string())
+        problems_.push_back("import: " + k + ": expected a string, got " + v.dump());
+      else if (k == "tests" && !v.is_boolean())
+        problems_.push_back("import: tests: expected true or false, got " + v.dump());
     }
   }
 
@@ -123,7 +127,6 @@ class Importer {
  private:
   // ---- helpers ----
   std::string shown(const fs::path& p) const {
-    std::error_code ec;
     fs::path rel = fs::path(p).lexically_relative(root_);
     if (rel.empty() || rel.native().rfind("..", 0) == 0) return p.string();
     return (fs::path(shown_root_) / rel).lexically_normal().string();

@@ -190,6 +190,9 @@ TEST_F(DbtImport, ErrorsNameTheFileAndLine) {
   EXPECT_NE(e.find("no/such/dir: dbt project folder not found"), std::string::npos) << e;
   e = import_error({{"dbt", "jaffle"}, {"modles", {"x"}}});
   EXPECT_NE(e.find("unknown option 'modles'"), std::string::npos) << e;
+  e = import_error({{"dbt", "jaffle"}, {"tests", "no"}, {"target", 3}});
+  EXPECT_NE(e.find("tests: expected true or false, got \"no\""), std::string::npos) << e;
+  EXPECT_NE(e.find("target: expected a string, got 3"), std::string::npos) << e;
 }
 
 // Copies a fixture into a temp dir so file times can be set.
