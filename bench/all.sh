@@ -9,7 +9,7 @@ trap 'rm -rf "$work"' EXIT
 export BENCH_ROWS="$work/rows" BENCH_NOTES="$work/notes"
 : > "$BENCH_ROWS"
 : > "$BENCH_NOTES"
-for script in peers scheduler python api object; do
+for script in peers scheduler python api object dbt; do
   [ -f "bench/$script.sh" ] || continue
   echo "bench: running bench/$script.sh" >&2
   bash "bench/$script.sh" "$build" || echo "bench/$script.sh failed (exit $?)" >> "$BENCH_NOTES"

@@ -819,6 +819,174 @@ TaskOutcome run_python(const json& spec, const std::string& base_dir, EnvMap env
   return o;
 }
 
+// ---- dbt, dbt-test, dbt-seed, dbt-snapshot ----
+
+// The dbt verb each dbt runtime runs when the task gives no command.
+const std::map<std::string, std::string> kDbtVerbs = {
+    {"dbt", "run"}, {"dbt-test", "test"}, {"dbt-seed", "seed"}, {"dbt-snapshot", "snapshot"}};
+
+// The value after `flag` in argv (also `--flag=value`), "" when absent.
+std::string flag_value(const std::vector<std::string>& argv, const std::string& flag) {
+  for (size_t i = 0; i < argv.size(); ++i) {
+    if (argv[i] == flag && i + 1 < argv.size()) return argv[i + 1];
+    if (argv[i].rfind(flag + "=", 0) == 0) return argv[i].substr(flag.size() + 1);
+  }
+  return "";
+}
+
+// The dbt arguments of a task: its `command` (list, or words of a string) without a leading "dbt", else
+// `<verb> --select <input.select>` (a string or a list).
+std::variant<std::vector<std::string>, TaskOutcome> dbt_args(const json& spec, const std::string& executor) {
+  std::vector<std::string> args;
+  const json command = spec.value("command", json());
+  if (command.is_array()) {
+    for (const auto& a : command) args.push_back(env_value(a));
+  } else if (command.is_string()) {
+    std::istringstream words(command.get<std::string>());
+    for (std::string w; words >> w;) args.push_back(w);
+  }
+  if (!args.empty() && (args[0] == "dbt" || (args[0].size() > 4 && args[0].substr(args[0].size() - 4) == "/dbt")))
+    args.erase(args.begin());
+  if (!args.empty()) return args;
+  const json input = spec.value("input", json::object());
+  const json select = input.is_object() ? input.value("select", json()) : json();
+  if (select.is_null())
+    return failure("spec_error", "a " + executor + " task needs `command` (e.g. [dbt, " + kDbtVerbs.at(executor) +
+                                     ", --select, my_model]) or `input: {select: ...}`");
+  args = {kDbtVerbs.at(executor), "--select"};
+  for (const auto& s : select.is_array() ? select : json::array({select})) args.push_back(env_value(s));
+  if (input.contains("project_dir") && input["project_dir"].is_string())
+    args.insert(args.end(), {"--project-dir", input["project_dir"].get<std::string>()});
+  return args;
+}
+
+// run_results.json (dbt's documented artifact) → the task output: overall status, rows affected, failures, timing
+// and one entry per node.
+json dbt_output(const json& rr, const std::vector<std::string>& args) {
+  json nodes = json::array();
+  double exec_time = 0;
+  std::optional<int64_t> rows, failures;
+  bool ok = true;
+  for (const auto& r : rr.value("results", json::array())) {
+    auto number = [](const json& o, const char* k) {
+      return o.contains(k) && o[k].is_number() ? o[k].get<double>() : 0.0;
+    };
+    const std::string status =
+        r.contains("status") && r["status"].is_string() ? r["status"].get<std::string>() : std::string("unknown");
+    if (status == "error" || status == "fail" || status == "runtime error") ok = false;
+    json n = {{"unique_id", r.contains("unique_id") && r["unique_id"].is_string() ? r["unique_id"] : json("")},
+              {"status", status},
+              {"execution_time", number(r, "execution_time")},
+              {"rows_affected", nullptr},
+              {"failures", r.contains("failures") && r["failures"].is_number_integer() ? r["failures"] : json()},
+              {"message", r.contains("message") && r["message"].is_string() ? r["message"] : json()},
+              {"timing", json::array()}};
+    exec_time += n["execution_time"].get<double>();
+    const json ar = r.value("adapter_response", json::object());
+    if (ar.is_object() && ar.contains("rows_affected") && ar["rows_affected"].is_number_integer()) {
+      n["rows_affected"] = ar["rows_affected"];
+      rows = rows.value_or(0) + ar["rows_affected"].get<int64_t>();
+    }
+    if (n["failures"].is_number_integer()) failures = failures.value_or(0) + n["failures"].get<int64_t>();
+    for (const auto& t : r.value("timing", json::array()))
+      if (t.is_object())
+        n["timing"].push_back({{"name", t.contains("name") && t["name"].is_string() ? t["name"] : json("")},
+                               {"started_at", t.value("started_at", json())},
+                               {"completed_at", t.value("completed_at", json())}});
+    nodes.push_back(std::move(n));
+  }
+  std::string select;
+  for (const char* flag : {"--select", "-s", "--models", "-m"})
+    for (size_t i = 0; i < args.size(); ++i)
+      if (args[i] == flag)
+        for (size_t j = i + 1; j < args.size() && args[j].rfind("-", 0) != 0; ++j)
+          select += (select.empty() ? "" : " ") + args[j];
+  const json meta = rr.value("metadata", json::object());
+  return {{"status", ok ? "success" : "error"},
+          {"command", args.empty() ? std::string() : args[0]},
+          {"select", select},
+          {"rows_affected", rows ? json(*rows) : json()},
+          {"failures", failures ? json(*failures) : json()},
+          {"execution_time", exec_time},
+          {"elapsed_time", rr.contains("elapsed_time") && rr["elapsed_time"].is_number() ? rr["elapsed_time"] : json()},
+          {"invocation_id", meta.is_object() && meta.contains("invocation_id") && meta["invocation_id"].is_string()
+                                ? meta["invocation_id"]
+                                : json()},
+          {"nodes", std::move(nodes)}};
+}
+
+TaskOutcome run_dbt(const json& spec, const std::string& executor, const std::string& base_dir, EnvMap env,
+                    TaskLog& log, SignalWatch& signals) {
+  auto parsed = dbt_args(spec, executor);
+  if (auto* f = std::get_if<TaskOutcome>(&parsed)) return *f;
+  std::vector<std::string> args = std::get<std::vector<std::string>>(std::move(parsed));
+  std::string dbt = lookup(env, "ORK_DBT").value_or("");
+  if (dbt.empty()) dbt = on_path(env, "dbt");
+  if (dbt.empty())
+    return failure("spawn_error",
+                   "dbt not found: install dbt (dbt-core and an adapter) on the worker's PATH or set ORK_DBT to it");
+  // A private --target-path, so dbt tasks of one project running at once do not overwrite each other's artifacts.
+  TempDir tmp;
+  std::string target = flag_value(args, "--target-path");
+  std::string project = flag_value(args, "--project-dir");
+  if (project.empty()) project = lookup(env, "DBT_PROJECT_DIR").value_or(base_dir);
+  if (fs::path(project).is_relative()) project = (fs::path(base_dir) / project).string();
+  if (target.empty()) {
+    target = tmp.file("target");
+    args.insert(args.end(), {"--target-path", target});
+  } else if (fs::path(target).is_relative()) {
+    target = (fs::path(project) / target).string();
+  }
+  const std::string results = (fs::path(target) / "run_results.json").string();
+  std::error_code ec;
+  fs::remove(results, ec);  // a stale file must not pass for this run's results
+
+  std::vector<std::string> argv{dbt};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::string shown = "dbt";
+  for (const auto& a : args) shown += " " + a;
+  log.note("running " + shown + " (dbt: " + dbt + ")");
+  const double timeout = timeout_of(spec);
+  ProcessResult r = run_process(process_spec(argv, env, base_dir, std::nullopt, timeout), log, signals);
+  auto text = read_file(results);
+  json rr = text ? json::parse(*text, nullptr, false) : json();
+  if (rr.is_discarded()) rr = nullptr;
+  if (r.end != ProcessResult::End::exited || (r.exit_code != 0 && !rr.is_object())) {
+    TaskOutcome f = process_failure(r, "dbt", timeout);
+    if (r.end == ProcessResult::End::exited)
+      f.error["message"] = "dbt exited with code " + std::to_string(r.exit_code) +
+                           (r.exit_code == 2 ? " (dbt could not run: see the log)" : "") + " and wrote no run results";
+    return f;
+  }
+  if (!rr.is_object()) return failure("dbt_error", "dbt exited 0 but wrote no valid " + results);
+  json out = dbt_output(rr, args);
+  const json& nodes = out["nodes"];
+  if (r.exit_code == 0 && out["status"] == "success") {
+    if (nodes.empty())
+      return failure("dbt_error", "'" + shown + "' selected nothing: no model, test, seed or snapshot", out);
+    return {true, std::move(out), nullptr};
+  }
+  std::string bad;
+  size_t n_bad = 0;
+  for (const auto& n : nodes) {
+    const std::string st = n["status"].get<std::string>();
+    if (st != "error" && st != "fail" && st != "runtime error") continue;
+    ++n_bad;
+    if (bad.size() < 400)
+      bad += (bad.empty() ? "" : "; ") + n["unique_id"].get<std::string>() + " (" + st +
+             (n["message"].is_string() ? ": " + n["message"].get<std::string>() : "") + ")";
+  }
+  json details = out;
+  details["exit_code"] = r.exit_code;
+  details["stderr_tail"] = utf8_tail(r.stderr_tail, kStderrTail);
+  std::string msg = "dbt " + out["command"].get<std::string>() + " failed: ";
+  if (n_bad)
+    msg += std::to_string(n_bad) + " of " + std::to_string(nodes.size()) + " nodes failed: " + bad;
+  else
+    msg += "dbt exited with code " + std::to_string(r.exit_code);
+  return failure("dbt_error", msg, details);
+}
+
 }  // namespace
 
 TaskOutcome failure(const std::string& type, const std::string& message, json details) {
@@ -892,10 +1060,12 @@ TaskOutcome run_runtime(const json& spec, TaskLog& log, SignalWatch& signals) {
                                        "': it needs a container executor (docker, cloudrun, fargate, k8s); "
                                        "ork-worker runs shell, python, cpp, rust and custom executor tasks");
     std::optional<CustomExecutor> custom;
+    if (kDbtVerbs.count(executor)) return run_dbt(spec, executor, base_dir, std::move(env), log, signals);
     if (executor != "shell" && executor != "process" && executor != "python" && executor != "cpp" &&
         executor != "rust") {
       const std::string config = find_project_config(base_dir, env);
-      const std::string builtins = "not a built-in runtime (shell, python, cpp, rust)";
+      const std::string builtins =
+          "not a built-in runtime (shell, python, cpp, rust, dbt, dbt-test, dbt-seed, dbt-snapshot)";
       if (config.empty())
         return failure("spec_error", "unknown executor '" + executor + "': " + builtins +
                                          ", and no ork.yaml defines it (none found from " + base_dir +

@@ -1,7 +1,8 @@
 // Task runtimes the worker runs: `shell` (a command or script; JSON on stdin, output file or last stdout line),
 // `python` (the Python SDK's `python -m ork.runner` with a request/result file pair), `cpp` (a .cpp task compiled
 // with the C++ SDK, cached, then run like a shell task) and `rust` (a #[task] file or crate built with cargo against
-// the Rust SDK, cached, then run like a cpp task).
+// the Rust SDK, cached, then run like a cpp task), and `dbt`, `dbt-test`, `dbt-seed`, `dbt-snapshot` (the task's dbt
+// command with the dbt from ORK_DBT or PATH; target/run_results.json becomes the output).
 #pragma once
 
 #include <nlohmann/json.hpp>

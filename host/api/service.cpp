@@ -379,7 +379,9 @@ void Service::deploy_workflow(Request& r, Reply& reply) {
                    {{"parameter", "base_dir"}});
   WorkflowDefinition wf;
   try {
-    wf = load_workflow_string(r.body, "<request body>", base_dir);
+    wf = load_workflow_string(r.body, "<request body>", base_dir, [this](const std::string& name, const json& req) {
+      return plugins_.import_tasks(name, req);
+    });
   } catch (const WorkflowError& e) {
     json errors = json::array();
     for (const auto& d : e.diagnostics())

@@ -116,8 +116,14 @@ struct Host {
   }
 };
 
-std::string deploy_file(ork::Engine& eng, const std::string& path) {
-  ork::WorkflowDefinition wf = ork::load_workflow_file(path);
+// `import:` entries go to the importer plugins named in plugins.yaml.
+ork::ImportFn importers(const ork::PluginRegistry& plugins) {
+  return [&plugins](const std::string& name, const json& request) { return plugins.import_tasks(name, request); };
+}
+
+std::string deploy_file(Host& h, const std::string& path) {
+  ork::WorkflowDefinition wf = ork::load_workflow_file(path, importers(*h.plugins));
+  ork::Engine& eng = *h.eng;
   eng.deploy(wf, ork::fnv1a_hex(json(wf).dump()));
   return wf.name;
 }
@@ -196,7 +202,7 @@ int drive(Host& h, std::string run_id, const std::function<std::string()>& start
 
 int cmd_run(const Options& o, const std::string& file, const std::vector<std::string>& inputs) {
   Host h(o);
-  std::string name = deploy_file(*h.eng, file);
+  std::string name = deploy_file(h, file);
   std::cout << "run of workflow " << name << std::endl;
   json input = parse_inputs(inputs);
   return drive(h, "", [&] { return h.eng->start_run(name, input, "manual"); });
@@ -226,7 +232,7 @@ int cmd_cancel(const Options& o, const std::string& run_id, const std::string& t
 
 int cmd_deploy(const Options& o, const std::vector<std::string>& files) {
   Host h(o);
-  for (const auto& f : files) std::cout << "deployed " << deploy_file(*h.eng, f) << " from " << f << "\n";
+  for (const auto& f : files) std::cout << "deployed " << deploy_file(h, f) << " from " << f << "\n";
   return 0;
 }
 
@@ -285,10 +291,10 @@ int cmd_serve(const Options& o, const std::vector<std::string>& start, const std
   });
   h.eng->follow_state_changes();
   h.eng->resume_all();
-  for (const auto& f : deploy) std::cout << "deployed " << deploy_file(*h.eng, f) << std::endl;
+  for (const auto& f : deploy) std::cout << "deployed " << deploy_file(h, f) << std::endl;
   h.eng->start_schedules();
   for (const auto& f : start) {
-    std::string name = deploy_file(*h.eng, f);
+    std::string name = deploy_file(h, f);
     std::cout << "started run " << h.eng->start_run(name, json::object(), "manual") << std::endl;
   }
   if (exit_when_idle && h.eng->active_runs() == 0 && !h.eng->awaiting_takeover()) return 0;
@@ -355,15 +361,22 @@ int cmd_plugins(const Options& o) {
   return 0;
 }
 
-int cmd_validate(const std::string& file) {
-  ork::WorkflowDefinition wf = ork::load_workflow_file(file);
+// Loads a workflow without starting a host: only importer plugins load, and only when the workflow imports.
+ork::WorkflowDefinition load_standalone(const Options& o, const std::string& file) {
+  ork::ImporterSet set(plugins_config(o));
+  return ork::load_workflow_file(
+      file, [&set](const std::string& name, const json& request) { return set.import_tasks(name, request); });
+}
+
+int cmd_validate(const Options& o, const std::string& file) {
+  ork::WorkflowDefinition wf = load_standalone(o, file);
   std::cout << file << ": ok (workflow " << wf.name << ", " << wf.tasks.size() << " tasks)\n";
   return 0;
 }
 
 // Writes JSON Schema (draft 2020-12) for the workflow's types and each task's input/output type.
-int cmd_schema_export(const std::string& file, const std::string& out_file) {
-  ork::WorkflowDefinition wf = ork::load_workflow_file(file);
+int cmd_schema_export(const Options& o, const std::string& file, const std::string& out_file) {
+  ork::WorkflowDefinition wf = load_standalone(o, file);
   ork::TypeSystem ts = ork::TypeSystem::compile(wf.types);
   std::map<std::string, ork::TypePtr> tasks;
   for (const auto& t : wf.tasks) {
@@ -519,8 +532,8 @@ int main(int argc, char** argv) {
     if (*deploy) return cmd_deploy(o, deploy_files);
     if (*tick) return cmd_tick(o);
     if (*plugins) return cmd_plugins(o);
-    if (*validate) return cmd_validate(file);
-    if (*schema_export) return cmd_schema_export(file, out_file);
+    if (*validate) return cmd_validate(o, file);
+    if (*schema_export) return cmd_schema_export(o, file, out_file);
     if (*status) return cmd_status(o, run_id);
     if (*runs) return cmd_runs(o);
     if (*retry) return cmd_retry(o, run_id, task);

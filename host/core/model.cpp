@@ -105,6 +105,8 @@ void to_json(json& j, const TaskDefinition& t) {
       {"validate_output", t.validate_output},
       {"loc", {{"file", t.loc.file}, {"line", t.loc.line}, {"column", t.loc.column}}},
   };
+  if (!t.description.empty()) j["description"] = t.description;
+  if (!t.meta.is_null()) j["meta"] = t.meta;
 }
 
 void from_json(const json& j, TaskDefinition& t) {
@@ -123,6 +125,8 @@ void from_json(const json& j, TaskDefinition& t) {
   t.input_to_file = opt_from_json(j, "input_to_file");
   t.output_from_file = opt_from_json(j, "output_from_file");
   t.input = value_or<json>(j, "input", json::object());
+  t.description = value_or<std::string>(j, "description", "");
+  t.meta = value_or<json>(j, "meta", json(nullptr));
   t.depends_on = value_or<std::vector<std::string>>(j, "depends_on", {});
   t.timeout_seconds = value_or<int>(j, "timeout_seconds", 3600);
   t.retries = value_or<int>(j, "retries", 0);

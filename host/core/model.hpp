@@ -66,6 +66,8 @@ struct TaskDefinition {
   json input_type = nullptr;   // type spec (JSON form of the YAML): `input: TypeName` or `input_type:`; null = untyped
   json output_type = nullptr;  // `output:` / `output_type:`; null = untyped
   bool validate_output = true;
+  std::string description;  // free text (importers fill it from the project's docs)
+  json meta = nullptr;      // free-form metadata kept with the task (e.g. `dbt:` node info); null = none
   SourceLoc loc;
 };
 

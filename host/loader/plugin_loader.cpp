@@ -423,6 +423,35 @@ ImporterProxy* PluginRegistry::importer(const std::string& name) const {
   return it == importers_.end() ? nullptr : it->second.get();
 }
 
+namespace {
+
+[[noreturn]] void no_importer(const std::string& name, const PluginsConfig& cfg) {
+  throw PluginLoadError("no importer plugin named '" + name + "' in " + cfg.source +
+                        " (add {kind: importer, name: " + name + ", library: ...} to its plugins list)");
+}
+
+}  // namespace
+
+json PluginRegistry::import_tasks(const std::string& name, const json& request) const {
+  ImporterProxy* i = importer(name);
+  if (!i) no_importer(name, cfg_);
+  return i->import_tasks(request);
+}
+
+json ImporterSet::import_tasks(const std::string& name, const json& request) {
+  auto it = loaded_.find(name);
+  if (it == loaded_.end()) {
+    const PluginSpec* spec = nullptr;
+    for (const auto& s : cfg_.plugins)
+      if (s.kind == "importer" && s.name == name) spec = &s;
+    if (!spec) no_importer(name, cfg_);
+    auto p = std::make_unique<ImporterProxy>();
+    p->open(*spec, ORK_KIND_IMPORTER, {});
+    it = loaded_.emplace(name, std::move(p)).first;
+  }
+  return it->second->import_tasks(request);
+}
+
 std::vector<const LoadedPlugin*> PluginRegistry::all() const {
   std::vector<const LoadedPlugin*> v{state_.get(), objects_.get()};
   for (const auto& [n, e] : executors_) v.push_back(e.get());

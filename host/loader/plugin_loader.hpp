@@ -153,6 +153,8 @@ class PluginRegistry {
   ExecutorProxy* executor(const std::string& name) const;
   const std::map<std::string, std::unique_ptr<ExecutorProxy>>& executors() const { return executors_; }
   ImporterProxy* importer(const std::string& name) const;
+  // Runs the importer with that logical name (a workflow's `import: - <name>: ...`); throws when none is configured.
+  json import_tasks(const std::string& name, const json& request) const;
   std::vector<const LoadedPlugin*> all() const;
   const PluginsConfig& config() const { return cfg_; }
   // JSON for ORK_OBJECT_STORE: how a worker loads the same object store ({"library","config"}).
@@ -165,6 +167,17 @@ class PluginRegistry {
   std::map<std::string, std::unique_ptr<ExecutorProxy>> executors_;
   std::map<std::string, std::unique_ptr<ImporterProxy>> importers_;
   std::string default_executor_;
+};
+
+// The importer plugins of one plugins.yaml, each loaded on first use (`validate` needs no other plugin).
+class ImporterSet {
+ public:
+  explicit ImporterSet(PluginsConfig cfg) : cfg_(std::move(cfg)) {}
+  json import_tasks(const std::string& name, const json& request);
+
+ private:
+  PluginsConfig cfg_;
+  std::map<std::string, std::unique_ptr<ImporterProxy>> loaded_;
 };
 
 // Loads one plugin of the given kind directly (tests, the worker): `library` as in plugins.yaml.

@@ -9,6 +9,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "loader/plugin_loader.hpp"
+
 namespace ork {
 namespace {
 
@@ -174,6 +176,8 @@ PluginsConfig default_plugins_config(const std::string& home) {
   cfg.plugins.push_back({"state", "sqlite", "ork-state-sqlite", {{"path", home + "/state.db"}}, false, cfg.source});
   cfg.plugins.push_back({"object", "local", "ork-object-local", {{"root", home + "/objects"}}, false, cfg.source});
   cfg.plugins.push_back({"executor", "local", "ork-exec-subprocess", nlohmann::json::object(), true, cfg.source});
+  if (!find_plugin_library("ork-dbt-import").empty())  // `import: - dbt: ./path` when the plugin is installed
+    cfg.plugins.push_back({"importer", "dbt", "ork-dbt-import", nlohmann::json::object(), false, cfg.source});
   cfg.secrets = {{"file", home + "/secrets.env"}};
   return cfg;
 }

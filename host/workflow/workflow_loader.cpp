@@ -51,10 +51,10 @@ namespace {
 
 const std::vector<std::string> kTopFields = {"name", "schedule", "concurrency", "import", "types", "env_file", "tasks"};
 const std::vector<std::string> kTaskFields = {
-    "executor",   "worker",  "file",        "config_file",    "command", "function", "image",
-    "input",      "inputs",  "input_type",  "depends_on",     "timeout", "retries",  "retry_delay",
-    "parallel",   "foreach", "concurrency", "resources",      "env",     "env_file", "secrets",
-    "on_failure", "output",  "output_type", "validate_output"};
+    "executor",   "worker",  "file",        "config_file",     "command",     "function", "image",
+    "input",      "inputs",  "input_type",  "depends_on",      "timeout",     "retries",  "retry_delay",
+    "parallel",   "foreach", "concurrency", "resources",       "env",         "env_file", "secrets",
+    "on_failure", "output",  "output_type", "validate_output", "description", "meta"};
 
 // ---- Small lexical matchers (hand-written: std::regex trips GCC 12's -Wmaybe-uninitialized at -O2) ----
 
@@ -558,7 +558,8 @@ struct PendingRef {
 
 class Parser {
  public:
-  Parser(Ctx& ctx, std::string base_dir) : ctx_(ctx), base_dir_(std::move(base_dir)) {}
+  Parser(Ctx& ctx, std::string base_dir, std::set<std::string> imported = {}, bool imports_failed = false)
+      : ctx_(ctx), base_dir_(std::move(base_dir)), imported_(std::move(imported)), imports_failed_(imports_failed) {}
 
   WorkflowDefinition parse(const YAML::Node& root) {
     WorkflowDefinition wf;
@@ -594,7 +595,7 @@ class Parser {
     if (const Entry* e = get(es, "env_file")) wf.env_file = parse_env_file(*e, "env_file");
     if (const Entry* e = get(es, "tasks")) {
       parse_tasks(*e, wf);
-    } else {
+    } else if (!imports_failed_) {
       ctx_.error(root, "tasks", "missing required field 'tasks'");
     }
     return wf;
@@ -628,8 +629,12 @@ class Parser {
     }
     for (const auto& te : entries(e.value, "tasks", ctx_, nullptr, "task")) {
       const std::string path = "tasks." + te.key;
-      if (!is_task_name(te.key)) {
-        ctx_.error(te.key_node, path, "invalid task name '" + te.key + "' (allowed: letters, digits, '_', '-')");
+      if (!is_task_name(te.key) && !imported_.count(te.key)) {
+        ctx_.error(te.key_node, path,
+                   "invalid task name '" + te.key + "' (allowed: letters, digits, '_', '-'" +
+                       (te.key.find('.') != std::string::npos ? "; dotted names only for imported tasks, and no import "
+                                                                "provides this one)"
+                                                              : ")"));
       }
       if (!te.value.IsMap()) {
         ctx_.error(te.at(), path, "expected a map of task fields, got " + got(te.value));
@@ -681,6 +686,12 @@ class Parser {
     }
     if (const Entry* e = get(es, "worker")) {
       if (auto s = expect_string(*e, f("worker"), ctx_)) t.worker = *s;
+    }
+    if (const Entry* e = get(es, "description")) {
+      if (auto s = expect_string(*e, f("description"), ctx_, true)) t.description = *s;
+    }
+    if (const Entry* e = get(es, "meta")) {
+      if (expect_map(*e, f("meta"), ctx_)) t.meta = to_json_value(e->value, f("meta"), ctx_);
     }
 
     if (const Entry* e = get(es, "input")) {
@@ -1231,12 +1242,152 @@ class Parser {
  private:
   Ctx& ctx_;
   std::string base_dir_;
-  std::vector<TaskMarks> marks_;  // parallel to wf.tasks
+  std::set<std::string> imported_;  // task names that imports provided (dots allowed)
+  bool imports_failed_ = false;     // an import failed: a workflow of imported tasks only may have none
+  std::vector<TaskMarks> marks_;    // parallel to wf.tasks
   std::vector<PendingRef> refs_;
 };
 
+// ---- Imports (`import: - dbt: ./path`): importer tasks merged into the `tasks:` map before parsing ----
+
+// A YAML node for JSON from an importer; strings stay strings whatever they look like.
+YAML::Node yaml_of(const json& j) {
+  if (j.is_null()) return YAML::Node(YAML::NodeType::Null);
+  if (j.is_array()) {
+    YAML::Node n(YAML::NodeType::Sequence);
+    for (const auto& x : j) n.push_back(yaml_of(x));
+    return n;
+  }
+  if (j.is_object()) {
+    YAML::Node n(YAML::NodeType::Map);
+    for (const auto& [k, v] : j.items()) n.force_insert(k, yaml_of(v));  // JSON keys are unique
+    return n;
+  }
+  YAML::Node n(j.is_string() ? j.get<std::string>() : j.dump());
+  n.SetTag(j.is_string() ? "!" : "?");
+  return n;
+}
+
+// What the imports added: task names and, per task, the import entry that brought it (for its diagnostics).
+struct Imported {
+  std::set<std::string> names;
+  std::set<std::string> user_defined;  // imported names the workflow also defines (merged)
+  std::map<std::string, YAML::Mark> origin;
+  bool failed = false;  // an importer reported errors: no second error for what it would have provided
+};
+
+// Merges an imported task into a user task of the same name: the user's fields win, except `depends_on`, which is
+// the union (imported edges first kept, user's added).
+void merge_imported(YAML::Node user, const YAML::Node& imported) {
+  for (auto it = imported.begin(); it != imported.end(); ++it) {
+    const std::string key = it->first.Scalar();
+    YAML::Node mine = user[key];
+    if (key == "depends_on" && mine && mine.IsSequence()) {
+      std::set<std::string> have;
+      for (const auto& d : mine)
+        if (d.IsScalar()) have.insert(d.Scalar());
+      for (const auto& d : it->second)
+        if (!have.count(d.Scalar())) mine.push_back(d);
+    } else if (!mine || mine.IsNull()) {
+      user[key] = it->second;
+    }
+  }
+}
+
+Imported expand_imports(YAML::Node& root, Ctx& ctx, const std::string& base_dir, const ImportFn& importer) {
+  Imported out;
+  if (!importer || !root.IsMap() || !root["import"] || !root["import"].IsSequence()) return out;
+  const bool had_tasks = static_cast<bool>(root["tasks"]);
+  if (!had_tasks) root["tasks"] = YAML::Node(YAML::NodeType::Map);
+  YAML::Node tasks = root["tasks"];
+  if (!tasks.IsMap()) return out;  // reported by the parser
+  std::set<std::string> user;
+  for (auto it = tasks.begin(); it != tasks.end(); ++it)
+    if (it->first.IsScalar()) user.insert(it->first.Scalar());
+  size_t i = 0;
+  bool failed = false;
+  for (const auto& item : root["import"]) {
+    const std::string field = "import[" + std::to_string(i++) + "]";
+    if (!item.IsMap() || item.size() == 0 || !item.begin()->first.IsScalar()) continue;  // reported by the parser
+    const std::string name = item.begin()->first.Scalar();
+    const YAML::Mark mark = item.begin()->first.Mark();
+    Ctx scratch(ctx.file());
+    const json source = to_json_value(item, field, scratch);
+    json result;
+    try {
+      result = importer(name, {{"source", source}, {"base_dir", base_dir}});
+    } catch (const std::exception& e) {
+      std::string text = e.what();
+      const std::string prefix = "importer plugin '" + name + "' import_tasks: ";
+      if (text.rfind(prefix, 0) == 0) text = text.substr(prefix.size());
+      std::stringstream lines(text);
+      for (std::string line; std::getline(lines, line);)
+        if (!line.empty()) ctx.error(mark, field + "." + name, line);
+      failed = true;
+      continue;
+    }
+    if (!result.is_object() || !result.contains("tasks") || !result["tasks"].is_object()) {
+      ctx.error(mark, field + "." + name, "the importer returned no 'tasks' map");
+      continue;
+    }
+    if (result.contains("types") && result["types"].is_object()) {  // types the imported tasks name
+      if (!root["types"]) root["types"] = YAML::Node(YAML::NodeType::Map);
+      YAML::Node types = root["types"];
+      if (types.IsMap())
+        for (const auto& [tname, spec] : result["types"].items())
+          if (!types[tname]) types.force_insert(tname, yaml_of(spec));  // a workflow's own type of that name wins
+    }
+    for (const auto& [tname, def] : result["tasks"].items()) {
+      if (!def.is_object()) {
+        ctx.error(mark, field + "." + name, "imported task '" + tname + "' is not a map");
+        continue;
+      }
+      if (out.names.count(tname)) {
+        ctx.error(mark, field + "." + name, "task '" + tname + "' is imported twice");
+        continue;
+      }
+      out.names.insert(tname);
+      out.origin[tname] = mark;
+      if (user.count(tname)) {
+        out.user_defined.insert(tname);
+        YAML::Node mine = tasks[tname];
+        if (mine.IsNull()) {
+          tasks[tname] = yaml_of(def);
+        } else if (mine.IsMap()) {
+          merge_imported(mine, yaml_of(def));
+        }  // anything else is reported by the parser
+      } else {
+        tasks.force_insert(tname, yaml_of(def));  // no lookup: operator[] is linear in the map's size
+      }
+    }
+  }
+  if (failed) {  // the import's own errors say why; no second error per dotted task name
+    for (const auto& u : user)
+      if (u.find('.') != std::string::npos) out.names.insert(u);
+    if (!had_tasks && tasks.size() == 0) root.remove("tasks");
+  }
+  out.failed = failed;
+  return out;
+}
+
+// Diagnostics about fields that came from an importer (no position of their own) point at the import entry.
+void place_imported(std::vector<Diagnostic>& diags, const Imported& imp) {
+  for (auto& d : diags) {
+    if (!(d.line == 0 || (d.line == 1 && d.column == 1))) continue;
+    for (const auto& [name, mark] : imp.origin) {
+      const std::string p = "tasks." + name;
+      if (d.field == p || d.field.rfind(p + ".", 0) == 0) {
+        d.line = mark.line + 1;
+        d.column = mark.column + 1;
+        d.message += " (in the task imported here)";
+        break;
+      }
+    }
+  }
+}
+
 WorkflowDefinition load(const std::string& yaml, const std::string& filename, const std::string& base_dir,
-                        const std::string& source_file) {
+                        const std::string& source_file, const ImportFn& importer) {
   Ctx ctx(filename);
   YAML::Node root;
   try {
@@ -1257,8 +1408,14 @@ WorkflowDefinition load(const std::string& yaml, const std::string& filename, co
   std::string abs_base;
   if (!base_dir.empty()) abs_base = fs::absolute(base_dir).lexically_normal().string();
   if (abs_base.size() > 1 && abs_base.back() == '/') abs_base.pop_back();
-  Parser parser(ctx, abs_base);
+  Imported imported = expand_imports(root, ctx, abs_base, importer);
+  Parser parser(ctx, abs_base, imported.names, imported.failed);
   WorkflowDefinition wf = parser.parse(root);
+  for (auto& t : wf.tasks) {
+    if (!imported.origin.count(t.name) || imported.user_defined.count(t.name)) continue;
+    const YAML::Mark& m = imported.origin.at(t.name);
+    t.loc = {ctx.file(), m.line + 1, m.column + 1};
+  }
   parser.check_expressions(wf, root);
   const size_t before_graph = ctx.diags().size();
   parser.resolve_refs(wf);
@@ -1266,6 +1423,7 @@ WorkflowDefinition load(const std::string& yaml, const std::string& filename, co
   if (ctx.diags().size() == before_graph) parser.check_types(wf, root);  // needs a sound graph
   if (!ctx.diags().empty()) {
     auto& d = ctx.diags();
+    place_imported(d, imported);
     std::stable_sort(d.begin(), d.end(), [](const Diagnostic& a, const Diagnostic& b) {
       return std::tie(a.line, a.column) < std::tie(b.line, b.column);
     });
@@ -1319,11 +1477,11 @@ std::optional<int> parse_duration_seconds(const YAML::Node& node) {
 }
 
 WorkflowDefinition load_workflow_string(const std::string& yaml, const std::string& filename,
-                                        const std::string& base_dir) {
-  return load(yaml, filename, base_dir, "");
+                                        const std::string& base_dir, const ImportFn& importer) {
+  return load(yaml, filename, base_dir, "", importer);
 }
 
-WorkflowDefinition load_workflow_file(const std::string& path) {
+WorkflowDefinition load_workflow_file(const std::string& path, const ImportFn& importer) {
   std::error_code ec;
   std::ifstream in(path, std::ios::binary);
   if (!fs::is_regular_file(path, ec) || !in)
@@ -1331,7 +1489,7 @@ WorkflowDefinition load_workflow_file(const std::string& path) {
   std::stringstream buf;
   buf << in.rdbuf();
   const fs::path abs = fs::absolute(path).lexically_normal();
-  return load(buf.str(), path, abs.parent_path().string(), abs.string());
+  return load(buf.str(), path, abs.parent_path().string(), abs.string(), importer);
 }
 
 std::vector<std::string> topological_order(const WorkflowDefinition& wf) {

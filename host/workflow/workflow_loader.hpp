@@ -4,6 +4,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -34,13 +35,20 @@ class WorkflowError : public std::runtime_error {
   std::vector<Diagnostic> diagnostics_;
 };
 
+// Expands one `import:` entry: (importer name = the entry's first key, {"source": entry, "base_dir": dir}) →
+// {"tasks": {name: task fields as YAML-JSON}}; throws with one problem per line. ork-host calls the importer plugin
+// of that logical name from plugins.yaml (PluginRegistry::import_tasks).
+using ImportFn = std::function<json(const std::string& importer, const json& request)>;
+
 // Loads and validates a workflow file. base_dir is the file's directory (absolute); `file:`/`config_file:` must exist.
-WorkflowDefinition load_workflow_file(const std::string& path);
+// `import:` entries are expanded through `importer` first; without one they are only kept in `imports` (tools that
+// need no tasks from them; ork-host always passes its importer plugins).
+WorkflowDefinition load_workflow_file(const std::string& path, const ImportFn& importer = {});
 
 // Loads and validates YAML text. `filename` only labels diagnostics. When base_dir is non-empty, `file:` and
 // `config_file:` are resolved against it and must exist; an empty base_dir skips those checks.
 WorkflowDefinition load_workflow_string(const std::string& yaml, const std::string& filename,
-                                        const std::string& base_dir);
+                                        const std::string& base_dir, const ImportFn& importer = {});
 
 // Duration in whole seconds from a YAML scalar: an integer (seconds) or a string such as "30s", "5m", "1h30m",
 // "500ms" (rounded up to 1s). Returns nullopt when the node is not a valid duration; may return 0 or negatives

@@ -548,4 +548,27 @@ TEST_F(Api, RunsOfWorkflowsAreNotSubmittedTasks) {
   wait_run(id);
 }
 
+// `import:` in a deployed workflow goes through the dbt importer plugin (tests/fixtures/dbt), errors as JSON.
+TEST_F(Api, DeployedWorkflowImportsADbtProject) {
+  const std::string fixtures = std::string(ORK_SOURCE_DIR) + "/tests/fixtures/dbt";
+  if (!fs::exists(std::string(ORK_BINARY_DIR) + "/lib/libork-dbt-import.so"))
+    GTEST_SKIP() << "plugins/dbt-import is not built (ORK_BUILD_DBT_IMPORT=OFF)";
+  auto r = deploy(
+      "name: dbt-api\nimport:\n  - dbt: ./jaffle\n    models: [marts.*]\ntasks:\n  after:\n"
+      "    command: \"true\"\n    depends_on: [dbt.marts.fct_sales]\n",
+      "?base_dir=" + fixtures);
+  ASSERT_EQ(r.status, 201) << r.body;
+  json def = s().get("/api/v1/workflows/dbt-api").j()["workflow"]["definition"];
+  std::set<std::string> names;
+  for (const auto& t : def["tasks"]) names.insert(t["name"].get<std::string>());
+  EXPECT_EQ(names, (std::set<std::string>{"after", "dbt.marts.core.dim_customers", "dbt.marts.fct_sales",
+                                          "dbt.marts.fct_sales.test"}));
+  auto bad = deploy("name: dbt-bad\nimport:\n  - dbt: ./broken/cycle\n", "?base_dir=" + fixtures);
+  ASSERT_EQ(bad.status, 400) << bad.body;
+  json e0 = bad.j()["error"]["details"]["errors"][0];
+  EXPECT_EQ(e0["line"], 3);
+  EXPECT_EQ(e0["field"], "import[0].dbt");
+  EXPECT_NE(e0["message"].get<std::string>().find("dependency cycle: a -> b -> c -> a"), std::string::npos) << e0;
+}
+
 }  // namespace

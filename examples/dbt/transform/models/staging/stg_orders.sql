@@ -1,0 +1,2 @@
+select id as order_id, customer_id, status
+from {{ ref('raw_orders') }}
