@@ -50,6 +50,8 @@ struct HttpOptions {
   // tests of virtual-host addressing and for reaching a service through a tunnel.
   std::string connect_to;
   bool verify_tls = true;
+  // Also retry a response this accepts (e.g. DynamoDB's HTTP 400 ThrottlingException body), with the same backoff.
+  std::function<bool(const HttpResponse&)> retry_if;
 };
 
 // A transport failure (no HTTP status) after every attempt; the message names the method and URL without query.

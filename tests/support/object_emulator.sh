@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Object-store backends for tests, each on a free 127.0.0.1 port with its data in <dir>, stopped by the PID started:
-#   object_emulator.sh start moto|azurite|gcs <dir>   writes <dir>/port, <dir>/endpoint (http://127.0.0.1:PORT), <dir>/pid
-#   object_emulator.sh stop  moto|azurite|gcs <dir>   SIGTERM to that process group (SIGKILL after 10 s), rm -rf <dir>
+#   object_emulator.sh start moto|azurite|gcs|dynalite <dir>   writes <dir>/port, <dir>/endpoint (http://127.0.0.1:PORT), <dir>/pid
+#   object_emulator.sh stop  moto|azurite|gcs|dynalite <dir>   SIGTERM to that process group (SIGKILL after 10 s), rm -rf <dir>
 # moto: the pyenv Python's moto server (S3). azurite: npm azurite@3, installed on first use into
 # $ORK_NPM_CACHE (default ~/.cache/ork/npm)/azurite3. gcs: tests/fakes/gcs_fake.py (standard-library Python).
+# dynalite: npm dynalite@4 (DynamoDB), installed on first use like azurite into <cache>/dynalite4.
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 start|stop moto|azurite|gcs <dir>" >&2
+  echo "usage: $0 start|stop moto|azurite|gcs|dynalite <dir>" >&2
   exit 2
 }
 [ $# -eq 3 ] || usage
@@ -62,6 +63,24 @@ azurite_bin() {
   echo "$bin"
 }
 
+# Installs dynalite@4 once into the npm cache folder (serialized with flock); prints the dynalite path.
+dynalite_bin() {
+  local cache="${ORK_NPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ork/npm}/dynalite4"
+  local bin="$cache/node_modules/.bin/dynalite"
+  if [ ! -x "$bin" ]; then
+    command -v npm >/dev/null || { echo "object_emulator: npm is needed to install dynalite" >&2; exit 1; }
+    mkdir -p "$cache"
+    (
+      flock 9
+      if [ ! -x "$bin" ]; then
+        echo "object_emulator: installing dynalite@4 into $cache" >&2
+        npm install --prefix "$cache" --no-audit --no-fund --loglevel=error dynalite@4 >&2
+      fi
+    ) 9>"$cache/.lock"
+  fi
+  echo "$bin"
+}
+
 stop_pid() {
   local pid=$1
   [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 0
@@ -79,6 +98,7 @@ case "$verb" in
       moto) [ -x "$pyenv_py" ] || { echo "object_emulator: moto needs $pyenv_py (pyenv Python with moto)" >&2; exit 1; } ;;
       azurite) azbin=$(azurite_bin) ;;
       gcs) py=$(any_python) ;;
+      dynalite) dynbin=$(dynalite_bin) ;;
       *) usage ;;
     esac
     for _ in 1 2 3; do
@@ -89,6 +109,9 @@ case "$verb" in
           setsid node "$azbin" --blobHost 127.0.0.1 --blobPort "$port" --location "$dir/data" --skipApiVersionCheck \
             --disableTelemetry --silent >"$dir/server.log" 2>&1 & ;;
         gcs) setsid "$py" "$here/../fakes/gcs_fake.py" --port "$port" --data "$dir/data" >"$dir/server.log" 2>&1 & ;;
+        dynalite)
+          setsid node "$dynbin" --host 127.0.0.1 --port "$port" --createTableMs 0 --deleteTableMs 0 \
+            --updateTableMs 0 >"$dir/server.log" 2>&1 & ;;
       esac
       pid=$!
       echo "$pid" >"$dir/pid"
