@@ -747,7 +747,7 @@ class DynamoStateStore final : public StateStore {
 
   void no_transactions() {
     if (transactions_.exchange(false))
-      host_.log(ORK_LOG_WARN, "state-dynamodb: the service has no TransactWriteItems; using conditional writes");
+      host_.log(ORK_LOG_INFO, "state-dynamodb: the service has no TransactWriteItems; using conditional writes");
   }
 
   // The cancellation reason code of transaction item `i` ("" when unknown).
