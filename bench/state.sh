@@ -2,7 +2,7 @@
 # State-store benchmark: acquire+complete throughput of state-sqlite, state-postgres and state-dynamodb (moto and
 # dynalite) with 1 and 4 hosts, and per-operation latency, on a throwaway PostgreSQL 15 and emulators started here
 # and stopped (by PID) at the end. Prints markdown tables.
-# Usage: bench/state.sh [build-dir]   env: BENCH_TASKS (5000), BENCH_DYNAMODB_TASKS (2000), BENCH_DYNAMODB=0 to skip
+# Usage: bench/state.sh [build-dir]   env: BENCH_TASKS (5000), BENCH_DYNAMODB_TASKS (1000), BENCH_DYNAMODB=0 to skip
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build="${1:-build}"
@@ -27,4 +27,4 @@ if [ "${BENCH_DYNAMODB:-1}" != 0 ] && [ -e "$build/lib/libork-state-dynamodb.so"
   done
 fi
 ORK_PLUGIN_PATH="$PWD/$build/lib" "$build/bin/state_bench" --tasks "${BENCH_TASKS:-5000}" --hosts 1,4 --pg "@$pgdir/url" \
-  --dynamodb-tasks "${BENCH_DYNAMODB_TASKS:-2000}" "${dynamo[@]}" 2>/dev/null
+  --dynamodb-tasks "${BENCH_DYNAMODB_TASKS:-1000}" "${dynamo[@]}" 2>/dev/null
