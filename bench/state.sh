@@ -11,16 +11,16 @@ rmdir "$pgdir"
 emudir=$(mktemp -d /tmp/ork-bench-emu.XXXXXX)
 cleanup() {
   bash tests/support/pg_server.sh stop "$pgdir" >/dev/null 2>&1 || true
-  for k in moto dynalite; do bash tests/support/object_emulator.sh stop "$k" "$emudir/$k" >/dev/null 2>&1 || true; done
+  for k in moto_serial dynalite; do bash tests/support/object_emulator.sh stop "$k" "$emudir/$k" >/dev/null 2>&1 || true; done
   rm -rf "$emudir"
 }
 trap cleanup EXIT
 bash tests/support/pg_server.sh start "$pgdir" >/dev/null
 dynamo=()
 if [ "${BENCH_DYNAMODB:-1}" != 0 ] && [ -e "$build/lib/libork-state-dynamodb.so" ]; then
-  for k in moto dynalite; do
+  for k in moto_serial dynalite; do
     if bash tests/support/object_emulator.sh start "$k" "$emudir/$k" >/dev/null; then
-      dynamo+=(--dynamodb "$k=@$emudir/$k/endpoint")
+      dynamo+=(--dynamodb "${k%_serial}=@$emudir/$k/endpoint")
     else
       echo "(state-dynamodb on $k skipped: the emulator did not start)"
     fi

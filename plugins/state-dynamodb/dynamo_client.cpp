@@ -98,7 +98,7 @@ json Client::call(std::string_view op, const json& body) const {
   throw DynamoError(type.empty() ? "HTTP " + std::to_string(r.status) : type,
                     "state-dynamodb: " + std::string(op) + ": HTTP " + std::to_string(r.status) + " " + type +
                         (msg.empty() ? "" : ": " + msg),
-                    r.status, std::move(answer));
+                    r.status, std::move(answer), r.attempts > 1);
 }
 
 }  // namespace ork::dynamo

@@ -24,15 +24,17 @@ using nlohmann::json;
 // conditions, else INTERNAL.
 class DynamoError : public ork::PluginError {
  public:
-  DynamoError(std::string type, const std::string& message, int status, json body)
+  DynamoError(std::string type, const std::string& message, int status, json body, bool resent)
       : ork::PluginError(code_for(type, status), message),
         type(std::move(type)),
         status(status),
-        body(std::move(body)) {}
+        body(std::move(body)),
+        resent(resent) {}
   static ork_status code_for(const std::string& type, int status);
   std::string type;
   int status;
   json body;
+  bool resent;  // the request was sent more than once: an earlier attempt may have taken effect
 };
 
 struct ClientOptions {

@@ -539,11 +539,11 @@ class DynamoStateStore final : public StateStore {
   json try_acquire_task(const json& a) override {
     require_object(a, "try_acquire_task");
     std::string run_id = req_string(a, "run_id"), id = req_string(a, "id");
-    std::string now = now_str();
+    std::string now = now_str(), token = new_uuid();
     Expr e;
     std::string set = e.name("status") + " = " + e.value(S("dispatched")) + ", " + e.name("attempt") + " = " +
                       e.name("attempt") + " + " + e.value(N(1)) + ", " + e.name("dispatched_at") + " = " +
-                      e.value(S(now));
+                      e.value(S(now)) + ", " + e.name("wtok") + " = " + e.value(S(token));
     std::string remove;
     for (const char* f : {"executor_id", "heartbeat_at", "started_at", "finished_at", "error"})
       remove += (remove.empty() ? "" : ", ") + e.name(f);
@@ -559,8 +559,10 @@ class DynamoStateStore final : public StateStore {
       old = call("UpdateItem", req).value("Attributes", json::object());
     } catch (const DynamoError& err) {
       if (err.type != "ConditionalCheckFailedException") throw;
-      if (get_item(key(run_pk(run_id), task_sk(id))).is_null())
-        throw_not_found("task run '" + id + "' of run '" + run_id + "' not found");
+      json cur = get_item(key(run_pk(run_id), task_sk(id)));
+      if (cur.is_null()) throw_not_found("task run '" + id + "' of run '" + run_id + "' not found");
+      if (err.resent && str(cur, "wtok") == token)  // our earlier attempt won; its answer was lost
+        return {{"acquired", true}, {"task", decode_fresh(kTasks, cur)}};
       return {{"acquired", false}, {"task", nullptr}};
     }
     json task = decode_fresh(kTasks, old);
@@ -656,24 +658,25 @@ class DynamoStateStore final : public StateStore {
     std::string expect = req_time(a, "expect_next_run"), next = req_time(a, "next_run");
     json alias = get_item(key("SCHEDID#" + id, "SCHED"));
     if (alias.is_null()) throw_not_found("schedule '" + id + "' not found");
-    std::string name = str(alias, "name");
+    std::string name = str(alias, "name"), token = new_uuid();
     Expr e;
-    json req{{"TableName", table_},
-             {"Key", key("SCHED#" + name, "SCHED")},
-             {"UpdateExpression", "SET " + e.name("next_run") + " = " + e.value(S(next)) + ", " + e.name("gsk") +
-                                      " = " + e.value(S(next + "|" + name))},
-             {"ConditionExpression",
-              e.name("id") + " = " + e.value(S(id)) + " AND " + e.name("next_run") + " = " + e.value(S(expect))}};
+    json req{
+        {"TableName", table_},
+        {"Key", key("SCHED#" + name, "SCHED")},
+        {"UpdateExpression", "SET " + e.name("next_run") + " = " + e.value(S(next)) + ", " + e.name("gsk") + " = " +
+                                 e.value(S(next + "|" + name)) + ", " + e.name("wtok") + " = " + e.value(S(token))},
+        {"ConditionExpression",
+         e.name("id") + " = " + e.value(S(id)) + " AND " + e.name("next_run") + " = " + e.value(S(expect))}};
     e.into(req);
     try {
       call("UpdateItem", req);
       return {{"claimed", true}};
     } catch (const DynamoError& err) {
       if (err.type != "ConditionalCheckFailedException") throw;
+      json cur = get_item(key("SCHED#" + name, "SCHED"));
+      if (cur.is_null() || str(cur, "id") != id) throw_not_found("schedule '" + id + "' not found");
+      return {{"claimed", err.resent && str(cur, "wtok") == token}};  // true: our lost answer had won
     }
-    json cur = get_item(key("SCHED#" + name, "SCHED"));
-    if (cur.is_null() || str(cur, "id") != id) throw_not_found("schedule '" + id + "' not found");
-    return {{"claimed", false}};
   }
 
  private:
@@ -1013,8 +1016,8 @@ class DynamoStateStore final : public StateStore {
     }
   }
 
-  // UpdateItem with ReturnValues ALL_OLD; returns the old item (empty object when it did not exist). On a failed
-  // condition the new blobs are deleted and the DynamoError rethrown.
+  // UpdateItem with ReturnValues ALL_OLD; returns the old item (empty object when it did not exist). When it fails
+  // for sure (not a resent request), the new blob items are deleted before the error is rethrown.
   json update_item(const json& k, Expr& e, const std::vector<std::string>& sets,
                    const std::vector<std::string>& removes, const std::string& cond, const std::vector<json>& blobs) {
     std::string expr;
@@ -1026,12 +1029,19 @@ class DynamoStateStore final : public StateStore {
     e.into(req);
     try {
       return call("UpdateItem", req).value("Attributes", json::object());
+    } catch (const DynamoError& err) {
+      if (!err.resent) drop_blobs(blobs);
+      throw;
     } catch (...) {
-      std::vector<json> keys;
-      for (const auto& b : blobs) keys.push_back(key(str(b, "pk"), str(b, "sk")));
-      best_effort_delete(keys);
+      drop_blobs(blobs);
       throw;
     }
+  }
+
+  void drop_blobs(const std::vector<json>& blobs) {
+    std::vector<json> keys;
+    for (const auto& b : blobs) keys.push_back(key(str(b, "pk"), str(b, "sk")));
+    if (!keys.empty()) best_effort_delete(keys);
   }
 
   void write_blobs(const std::vector<json>& blobs) { write_all(blobs); }
@@ -1180,8 +1190,9 @@ class DynamoStateStore final : public StateStore {
           if (cur[name] != v) ok = false;
       return {{"updated", ok}};
     }
-    std::string cond;
+    std::string cond, token = new_uuid();
     for (const auto& c : conds) cond += (cond.empty() ? "" : " AND ") + c;
+    sets.push_back(e.name("wtok") + " = " + e.value(S(token)));
     write_blobs(blobs);
     json old;
     try {
@@ -1190,7 +1201,9 @@ class DynamoStateStore final : public StateStore {
       if (err.type != "ConditionalCheckFailedException") throw;
       json cur = get_item(k);
       if (cur.is_null() || (!task && cur.contains("creating"))) missing();
-      return {{"updated", false}};
+      bool ours = err.resent && str(cur, "wtok") == token;  // our earlier attempt won; its answer was lost
+      if (err.resent && !ours) drop_blobs(blobs);
+      return {{"updated", ours}};
     }
     for (const char* f : json_fields) drop_old_blobs(old, {f});
     return {{"updated", true}};

@@ -296,6 +296,34 @@ TEST_F(StateDynamo, ThrottlingAnswersAreRetriedWithBackoff) {
   EXPECT_EQ(proxy.requests(), 2u) << "max_attempts bounds the retries";
 }
 
+// A conditional write that took effect but whose answer was lost (HTTP 500, then resent): the resent request fails
+// its condition, and the plugin recognizes its own earlier write instead of reporting a lost race.
+TEST_F(StateDynamo, AConditionalWriteWhoseAnswerWasLostStillCounts) {
+  std::string run_id = ork::new_uuid();
+  json task = task_record(run_id, "t", 0);
+  store_->create_run({{"run", run_record(run_id, "lost")}, {"tasks", {task}}});
+  FaultProxy proxy("--lose UpdateItem:1 --lose UpdateItem:3");
+  json c = cfg_;
+  c["endpoint"] = proxy.endpoint();
+  auto s = open(c);
+  json r = s->try_acquire_task({{"run_id", run_id}, {"id", task["id"]}});
+  EXPECT_TRUE(r["acquired"].get<bool>()) << r.dump();
+  EXPECT_EQ(r["task"]["attempt"], 1);
+  EXPECT_EQ(r["task"]["status"], "dispatched");
+  json u = s->update_task_run({{"run_id", run_id},
+                               {"id", task["id"]},
+                               {"set", {{"status", "success"}}},
+                               {"expect", {{"status", "dispatched"}, {"attempt", 1}}}});
+  EXPECT_TRUE(u["updated"].get<bool>());
+  EXPECT_EQ(store_->get_task_runs({{"run_id", run_id}})["tasks"][0]["status"], "success");
+  std::string log = proxy.log();
+  size_t updates = 0;
+  for (size_t p = log.find("UpdateItem"); p != std::string::npos; p = log.find("UpdateItem", p + 1)) ++updates;
+  EXPECT_EQ(updates, 4u) << "each write was sent twice: " << log;
+  // A condition that really fails stays a failure.
+  EXPECT_FALSE(s->try_acquire_task({{"run_id", run_id}, {"id", task["id"]}})["acquired"].get<bool>());
+}
+
 TEST_F(StateDynamo, CredentialsComeFromTheSharedFilesInHome) {
   t::TempDir home;
   t::write_file(home / ".aws/credentials",

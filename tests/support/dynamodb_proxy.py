@@ -4,6 +4,7 @@
 Every POST is sent on to --upstream unchanged, except injected faults:
   --throttle N[:TYPE]      the first N requests get HTTP 400 {"__type": "...#TYPE"} (default ThrottlingException)
   --fail TARGET:K          the K-th request for X-Amz-Target ...TARGET gets HTTP 400 ValidationException
+  --lose TARGET:K          the K-th request for TARGET is forwarded (it takes effect) but answered HTTP 500
 Writes its port to --port-file once listening; --log FILE gets one line per request: "<target> <authorization>".
 """
 import argparse
@@ -19,15 +20,16 @@ ap.add_argument("--port-file", required=True)
 ap.add_argument("--log", default="")
 ap.add_argument("--throttle", default="0")
 ap.add_argument("--fail", action="append", default=[])
+ap.add_argument("--lose", action="append", default=[])
 args = ap.parse_args()
 
 lock = threading.Lock()
 count, _, ttype = args.throttle.partition(":")
 state = {"throttle": int(count), "type": ttype or "ThrottlingException", "seen": {}}
-fails = {}
-for f in args.fail:
-    target, _, k = f.partition(":")
-    fails.setdefault(target, set()).add(int(k))
+fails, loses = {}, {}
+for spec, table in [(f, fails) for f in args.fail] + [(f, loses) for f in args.lose]:
+    target, _, k = spec.partition(":")
+    table.setdefault(target, set()).add(int(k))
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -53,6 +55,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             state["seen"][target] = state["seen"].get(target, 0) + 1
             nth = state["seen"][target]
             fault = None
+            lose = nth in loses.get(target, ())
             if state["throttle"] > 0:
                 state["throttle"] -= 1
                 fault = state["type"]
@@ -70,6 +73,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 status, data, ctype = r.status, r.read(), r.headers.get("Content-Type", "")
         except urllib.error.HTTPError as e:
             status, data, ctype = e.code, e.read(), e.headers.get("Content-Type", "")
+        if lose:
+            msg = {"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError", "message": "answer lost by dynamodb_proxy"}
+            return self.answer(500, json.dumps(msg).encode())
         self.answer(status, data, ctype or "application/x-amz-json-1.0")
 
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Object-store backends for tests, each on a free 127.0.0.1 port with its data in <dir>, stopped by the PID started:
-#   object_emulator.sh start moto|azurite|gcs|dynalite <dir>   writes <dir>/port, <dir>/endpoint (http://127.0.0.1:PORT), <dir>/pid
-#   object_emulator.sh stop  moto|azurite|gcs|dynalite <dir>   SIGTERM to that process group (SIGKILL after 10 s), rm -rf <dir>
+#   object_emulator.sh start moto|moto_serial|azurite|gcs|dynalite <dir>   writes <dir>/port, <dir>/endpoint (http://127.0.0.1:PORT), <dir>/pid
+#   object_emulator.sh stop  moto|moto_serial|azurite|gcs|dynalite <dir>   SIGTERM to that process group (SIGKILL after 10 s), rm -rf <dir>
 # moto: the pyenv Python's moto server (S3). azurite: npm azurite@3, installed on first use into
 # $ORK_NPM_CACHE (default ~/.cache/ork/npm)/azurite3. gcs: tests/fakes/gcs_fake.py (standard-library Python).
-# dynalite: npm dynalite@4 (DynamoDB), installed on first use like azurite into <cache>/dynalite4.
+# dynalite: npm dynalite@4 (DynamoDB), installed on first use like azurite into <cache>/dynalite4. moto_serial: moto
+# answering one request at a time: moto's threaded server does not serialize DynamoDB conditional writes (two
+# concurrent UpdateItems can both pass one condition), so the DynamoDB tests use this one.
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 start|stop moto|azurite|gcs|dynalite <dir>" >&2
+  echo "usage: $0 start|stop moto|moto_serial|azurite|gcs|dynalite <dir>" >&2
   exit 2
 }
 [ $# -eq 3 ] || usage
@@ -95,7 +97,8 @@ case "$verb" in
     rm -rf "$dir"
     mkdir -p "$dir/data"
     case "$kind" in
-      moto) [ -x "$pyenv_py" ] || { echo "object_emulator: moto needs $pyenv_py (pyenv Python with moto)" >&2; exit 1; } ;;
+      moto | moto_serial)
+        [ -x "$pyenv_py" ] || { echo "object_emulator: moto needs $pyenv_py (pyenv Python with moto)" >&2; exit 1; } ;;
       azurite) azbin=$(azurite_bin) ;;
       gcs) py=$(any_python) ;;
       dynalite) dynbin=$(dynalite_bin) ;;
@@ -105,6 +108,12 @@ case "$verb" in
       port=$(free_port)
       case "$kind" in
         moto) setsid "$pyenv_py" -m moto.server -H 127.0.0.1 -p "$port" >"$dir/server.log" 2>&1 & ;;
+        moto_serial)
+          setsid "$pyenv_py" -c 'import sys
+from moto.server import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import run_simple
+run_simple("127.0.0.1", int(sys.argv[1]), DomainDispatcherApplication(create_backend_app), threaded=False)' \
+            "$port" >"$dir/server.log" 2>&1 & ;;
         azurite)
           setsid node "$azbin" --blobHost 127.0.0.1 --blobPort "$port" --location "$dir/data" --skipApiVersionCheck \
             --disableTelemetry --silent >"$dir/server.log" 2>&1 & ;;
