@@ -92,42 +92,6 @@ std::string run_order_key(const std::string& created_at, const std::string& id) 
   return k + "g";
 }
 
-const Field* find_field(const Table& t, std::string_view name) {
-  for (const auto& f : t.fields)
-    if (f.name == name) return &f;
-  return nullptr;
-}
-
-// Checks one value of field `f` (the same rules as the other state plugins); `guard` values may always be null.
-void check_value(const Table& t, const Field& f, const json& v, bool guard = false) {
-  if (v.is_null()) {
-    if (!f.nullable && !guard) throw_invalid(what(t, f) + " may not be null");
-    return;
-  }
-  switch (f.kind) {
-    case Kind::Text:
-      if (!v.is_string()) throw_invalid(what(t, f) + " must be a string");
-      if (!guard && f.name == "status" && !t.statuses.empty() &&
-          std::find(t.statuses.begin(), t.statuses.end(), v.get_ref<const std::string&>()) == t.statuses.end())
-        throw_invalid(what(t, f) + ": unknown status '" + v.get<std::string>() + "'");
-      return;
-    case Kind::Time:
-      if (!v.is_string() || !is_timestamp(v.get_ref<const std::string&>()))
-        throw_invalid(what(t, f) + " must be an RFC 3339 UTC timestamp like 2026-01-01T00:00:00.000Z, got " + v.dump());
-      return;
-    case Kind::Int:
-      if (!v.is_number_integer()) throw_invalid(what(t, f) + " must be an integer");
-      if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
-        throw_invalid(what(t, f) + " is out of range");
-      return;
-    case Kind::Bool:
-      if (!v.is_boolean()) throw_invalid(what(t, f) + " must be a boolean");
-      return;
-    case Kind::Json:
-      return;
-  }
-}
-
 // Every field of `t` from `rec` (missing or null ones from `defaults`, else null), each checked.
 json normalize(const Table& t, const json& rec, const json& defaults) {
   json out = json::object();
@@ -191,7 +155,7 @@ class DynamoStateStore final : public StateStore {
   static constexpr const char* kInfo =
       R"({"description": "Workflow state in one Amazon DynamoDB table", "capabilities": ["conditional_writes", "transactions", "multi_host"]})";
 
-  DynamoStateStore(const json& cfg, HostServices host) : host_(host), rng_(std::random_device{}()) {
+  DynamoStateStore(const json& cfg, HostServices host) : host_(host) {
     if (!cfg.is_object()) throw_invalid("state-dynamodb: config must be an object");
     static const char* known[] = {"table",         "table_prefix",      "region",        "endpoint",
                                   "access_key_id", "secret_access_key", "session_token", "profile",
@@ -579,7 +543,7 @@ class DynamoStateStore final : public StateStore {
   json acquire_lease(const json& a) override {
     require_object(a, "acquire_lease");
     std::string run_id = req_string(a, "run_id"), owner = req_string(a, "owner");
-    int64_t ttl = ttl_ms(a), now = host_.now_ms();
+    int64_t ttl = req_ttl_ms(a), now = host_.now_ms();
     Expr e;
     std::string o = e.name("owner"), le = e.name("lease_expires"), ov = e.value(S(owner));
     std::string set = "SET " + o + " = " + ov + ", " + le + " = " + e.value(S(format_time(now + ttl)));
@@ -592,7 +556,7 @@ class DynamoStateStore final : public StateStore {
   json renew_lease(const json& a) override {
     require_object(a, "renew_lease");
     std::string run_id = req_string(a, "run_id"), owner = req_string(a, "owner");
-    int64_t ttl = ttl_ms(a), now = host_.now_ms();
+    int64_t ttl = req_ttl_ms(a), now = host_.now_ms();
     Expr e;
     std::string set = "SET " + e.name("lease_expires") + " = " + e.value(S(format_time(now + ttl)));
     return {{"renewed", run_cas(run_id, e, set, e.name("owner") + " = " + e.value(S(owner)))}};
@@ -1226,25 +1190,14 @@ class DynamoStateStore final : public StateStore {
     return false;
   }
 
-  int64_t ttl_ms(const json& a) const {
-    if (!a.contains("ttl_ms")) throw_invalid("'ttl_ms' is required");
-    return opt_int(a, "ttl_ms", 0, 0);
-  }
-
   std::string now_str() const { return format_time(host_.now_ms()); }
-
-  std::string new_uuid() {
-    std::lock_guard lk(rng_mu_);
-    uint64_t hi = rng_(), lo = rng_();
-    return uuid_v4(hi, lo);
-  }
+  std::string new_uuid() { return uuids_.next(); }
 
   HostServices host_;
   std::string table_;
   std::atomic<bool> transactions_{true};
   std::unique_ptr<Client> client_;
-  std::mutex rng_mu_;
-  std::mt19937_64 rng_;
+  UuidSource uuids_;
 };
 
 }  // namespace
