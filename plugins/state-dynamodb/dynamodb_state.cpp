@@ -316,12 +316,7 @@ class DynamoStateStore final : public StateStore {
     // claimed id, and it costs half a transaction's write units), then make the run visible.
     json claim = r.item;
     claim["creating"] = N(host_.now_ms());
-    try {
-      call("PutItem", {{"TableName", table_}, {"Item", claim}, {"ConditionExpression", "attribute_not_exists(pk)"}});
-    } catch (const DynamoError& e) {
-      if (e.type == "ConditionalCheckFailedException") throw_conflict("run '" + run_id + "' already exists");
-      throw;
-    }
+    if (!put_new(claim)) throw_conflict("run '" + run_id + "' already exists");
     try {
       write_all(items);
       Expr e;
@@ -391,22 +386,26 @@ class DynamoStateStore final : public StateStore {
     }
     // Without one transaction: blobs, then each slot and task as a conditional put; undone on a conflict.
     std::vector<json> written;
+    bool clash = false;
     try {
       write_all(blobs);
       for (auto* group : {&slots, &tasks})
         for (auto& i : *group) {
-          call("PutItem", {{"TableName", table_}, {"Item", i}, {"ConditionExpression", "attribute_not_exists(pk)"}});
+          if (!put_new(i)) {
+            clash = true;
+            break;
+          }
           written.push_back(key(str(i, "pk"), str(i, "sk")));
         }
     } catch (...) {
       for (const auto& b : blobs) written.push_back(key(str(b, "pk"), str(b, "sk")));
       best_effort_delete(written);
-      try {
-        throw;
-      } catch (const DynamoError& e) {
-        if (e.type == "ConditionalCheckFailedException") conflict();
-        throw;
-      }
+      throw;
+    }
+    if (clash) {
+      for (const auto& b : blobs) written.push_back(key(str(b, "pk"), str(b, "sk")));
+      best_effort_delete(written);
+      conflict();
     }
     return json::object();
   }
@@ -751,6 +750,20 @@ class DynamoStateStore final : public StateStore {
   }
 
   void put(const json& item) { call("PutItem", {{"TableName", table_}, {"Item", item}}); }
+
+  // PutItem only where no item is: false when one exists. A resent put whose first attempt had landed (the item
+  // carries this call's token) counts as written.
+  bool put_new(json item) {
+    std::string token = new_uuid();
+    item["wtok"] = S(token);
+    try {
+      call("PutItem", {{"TableName", table_}, {"Item", item}, {"ConditionExpression", "attribute_not_exists(pk)"}});
+      return true;
+    } catch (const DynamoError& e) {
+      if (e.type != "ConditionalCheckFailedException") throw;
+      return e.resent && str(get_item(key(str(item, "pk"), str(item, "sk"))), "wtok") == token;
+    }
+  }
 
   bool run_visible(const std::string& run_id) const {
     json r = get_item(key(run_pk(run_id), "RUN"));

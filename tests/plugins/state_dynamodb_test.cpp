@@ -302,7 +302,7 @@ TEST_F(StateDynamo, AConditionalWriteWhoseAnswerWasLostStillCounts) {
   std::string run_id = ork::new_uuid();
   json task = task_record(run_id, "t", 0);
   store_->create_run({{"run", run_record(run_id, "lost")}, {"tasks", {task}}});
-  FaultProxy proxy("--lose UpdateItem:1 --lose UpdateItem:3");
+  FaultProxy proxy("--lose UpdateItem:1 --lose UpdateItem:3 --lose PutItem:1");
   json c = cfg_;
   c["endpoint"] = proxy.endpoint();
   auto s = open(c);
@@ -322,6 +322,12 @@ TEST_F(StateDynamo, AConditionalWriteWhoseAnswerWasLostStillCounts) {
   EXPECT_EQ(updates, 4u) << "each write was sent twice: " << log;
   // A condition that really fails stays a failure.
   EXPECT_FALSE(s->try_acquire_task({{"run_id", run_id}, {"id", task["id"]}})["acquired"].get<bool>());
+  // The run claim of a chunked create_run (a conditional PutItem) whose answer was lost.
+  std::string big = ork::new_uuid();
+  json many = json::array();
+  for (int i = 0; i < 120; ++i) many.push_back(task_record(big, "t" + std::to_string(i), i));
+  EXPECT_EQ(s->create_run({{"run", run_record(big, "lost")}, {"tasks", many}}), json::object());
+  EXPECT_EQ(store_->get_task_runs({{"run_id", big}})["tasks"].size(), 120u);
 }
 
 TEST_F(StateDynamo, CredentialsComeFromTheSharedFilesInHome) {
