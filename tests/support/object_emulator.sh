@@ -47,36 +47,19 @@ sys.exit(1)
 PY
 }
 
-# Installs azurite@3 once into the npm cache folder (serialized with flock); prints the azurite-blob path.
-azurite_bin() {
-  local cache="${ORK_NPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ork/npm}/azurite3"
-  local bin="$cache/node_modules/.bin/azurite-blob"
+# Installs npm package $1 (name@version) once into the npm cache folder $2 (serialized with flock); prints the path of
+# its executable $3.
+npm_bin() {
+  local cache="${ORK_NPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ork/npm}/$2"
+  local bin="$cache/node_modules/.bin/$3"
   if [ ! -x "$bin" ]; then
-    command -v npm >/dev/null || { echo "object_emulator: npm is needed to install azurite" >&2; exit 1; }
+    command -v npm >/dev/null || { echo "object_emulator: npm is needed to install $1" >&2; exit 1; }
     mkdir -p "$cache"
     (
       flock 9
       if [ ! -x "$bin" ]; then
-        echo "object_emulator: installing azurite@3 into $cache" >&2
-        npm install --prefix "$cache" --no-audit --no-fund --loglevel=error azurite@3 >&2
-      fi
-    ) 9>"$cache/.lock"
-  fi
-  echo "$bin"
-}
-
-# Installs dynalite@4 once into the npm cache folder (serialized with flock); prints the dynalite path.
-dynalite_bin() {
-  local cache="${ORK_NPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ork/npm}/dynalite4"
-  local bin="$cache/node_modules/.bin/dynalite"
-  if [ ! -x "$bin" ]; then
-    command -v npm >/dev/null || { echo "object_emulator: npm is needed to install dynalite" >&2; exit 1; }
-    mkdir -p "$cache"
-    (
-      flock 9
-      if [ ! -x "$bin" ]; then
-        echo "object_emulator: installing dynalite@4 into $cache" >&2
-        npm install --prefix "$cache" --no-audit --no-fund --loglevel=error dynalite@4 >&2
+        echo "object_emulator: installing $1 into $cache" >&2
+        npm install --prefix "$cache" --no-audit --no-fund --loglevel=error "$1" >&2
       fi
     ) 9>"$cache/.lock"
   fi
@@ -99,9 +82,9 @@ case "$verb" in
     case "$kind" in
       moto | moto_serial)
         [ -x "$pyenv_py" ] || { echo "object_emulator: moto needs $pyenv_py (pyenv Python with moto)" >&2; exit 1; } ;;
-      azurite) azbin=$(azurite_bin) ;;
+      azurite) azbin=$(npm_bin azurite@3 azurite3 azurite-blob) ;;
       gcs) py=$(any_python) ;;
-      dynalite) dynbin=$(dynalite_bin) ;;
+      dynalite) dynbin=$(npm_bin dynalite@4 dynalite4 dynalite) ;;
       *) usage ;;
     esac
     for _ in 1 2 3; do
