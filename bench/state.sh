@@ -1,12 +1,30 @@
 #!/usr/bin/env bash
-# State-store benchmark: acquire+complete throughput of state-sqlite and state-postgres (1 and 4 hosts) on a
-# throwaway PostgreSQL 15 started here and stopped at the end. Prints a markdown table.
-# Usage: bench/state.sh [build-dir]   env: BENCH_TASKS (5000)
+# State-store benchmark: acquire+complete throughput of state-sqlite, state-postgres and state-dynamodb (moto and
+# dynalite) with 1 and 4 hosts, and per-operation latency, on a throwaway PostgreSQL 15 and emulators started here
+# and stopped (by PID) at the end. Prints markdown tables.
+# Usage: bench/state.sh [build-dir]   env: BENCH_TASKS (5000), BENCH_DYNAMODB_TASKS (1000), BENCH_DYNAMODB=0 to skip
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build="${1:-build}"
 pgdir=$(mktemp -d /tmp/ork-bench-pg.XXXXXX)
 rmdir "$pgdir"
-trap 'bash tests/support/pg_server.sh stop "$pgdir" >/dev/null 2>&1 || true' EXIT
+emudir=$(mktemp -d /tmp/ork-bench-emu.XXXXXX)
+cleanup() {
+  bash tests/support/pg_server.sh stop "$pgdir" >/dev/null 2>&1 || true
+  for k in moto_serial dynalite; do bash tests/support/object_emulator.sh stop "$k" "$emudir/$k" >/dev/null 2>&1 || true; done
+  rm -rf "$emudir"
+}
+trap cleanup EXIT
 bash tests/support/pg_server.sh start "$pgdir" >/dev/null
-ORK_PLUGIN_PATH="$PWD/$build/lib" "$build/bin/state_bench" --tasks "${BENCH_TASKS:-5000}" --hosts 1,4 --pg "@$pgdir/url" 2>/dev/null
+dynamo=()
+if [ "${BENCH_DYNAMODB:-1}" != 0 ] && [ -e "$build/lib/libork-state-dynamodb.so" ]; then
+  for k in moto_serial dynalite; do
+    if bash tests/support/object_emulator.sh start "$k" "$emudir/$k" >/dev/null; then
+      dynamo+=(--dynamodb "${k%_serial}=@$emudir/$k/endpoint")
+    else
+      echo "(state-dynamodb on $k skipped: the emulator did not start)"
+    fi
+  done
+fi
+ORK_PLUGIN_PATH="$PWD/$build/lib" "$build/bin/state_bench" --tasks "${BENCH_TASKS:-5000}" --hosts 1,4 --pg "@$pgdir/url" \
+  --dynamodb-tasks "${BENCH_DYNAMODB_TASKS:-1000}" "${dynamo[@]}" 2>/dev/null

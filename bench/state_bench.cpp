@@ -1,18 +1,23 @@
 // Acquire+complete throughput of state plugins: one run of N tasks; H hosts (one plugin instance and one thread
 // each) walk the task ids from different offsets, try_acquire_task each, and on success update_task_run it to
-// success (CAS on status/attempt), as the engine does. Prints a markdown table of tasks/s.
+// success (CAS on status/attempt), as the engine does. Prints a markdown table of tasks/s, then one of per-operation
+// latency (median and p95 of single calls from one thread).
 //   state_bench [--tasks N] [--hosts 1,4] [--pg URL | --pg @FILE] [--sqlite-dir DIR]
+//               [--dynamodb NAME=ENDPOINT|NAME=@FILE ...] [--dynamodb-tasks N]
 // Without --pg (or ORK_BENCH_PG_URL) the postgres rows are skipped; the sqlite database goes to a temp dir.
+// Each --dynamodb adds "dynamodb (NAME)" rows against that endpoint (an emulator: keys test/test, a fresh table).
 // Built as `state_bench` by tests/plugins/CMakeLists.txt; not a ctest test.
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -104,6 +109,59 @@ Row measure(const std::string& backend, const std::string& library, const json& 
   return row;
 }
 
+// ---- Per-operation latency
+
+struct Latency {
+  std::string backend, op;
+  double p50_ms = 0, p95_ms = 0;
+  size_t calls = 0;
+};
+
+void latencies(const std::string& backend, const std::string& library, const json& config, std::vector<Latency>& out) {
+  auto st = ork::load_plugin<StateProxy>("state", library, config);
+  constexpr int kCalls = 100;
+  auto task = [](const std::string& run_id, int i) {
+    return json{{"id", ork::new_uuid()}, {"run_id", run_id}, {"task_name", "t" + std::to_string(i)},
+                {"status", "pending"},   {"seq", i},         {"input", {{"i", i}}}};
+  };
+  std::string run_id = ork::new_uuid(), now = ork::now_str();
+  json tasks = json::array();
+  for (int i = 0; i < kCalls; ++i) tasks.push_back(task(run_id, i));
+  st->create_run({{"run", {{"id", run_id}, {"workflow_name", "bench-lat"}, {"status", "running"}, {"created_at", now}}},
+                  {"tasks", tasks}});
+  auto measure_op = [&](const std::string& op, const std::function<void(int)>& call) {
+    std::vector<double> ms;
+    for (int i = 0; i < kCalls; ++i) {
+      auto t0 = Clock::now();
+      call(i);
+      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    out.push_back({backend, op, ms[ms.size() / 2], ms[ms.size() * 95 / 100], ms.size()});
+  };
+  measure_op("create_run (10 tasks)", [&](int) {
+    std::string id = ork::new_uuid();
+    json t = json::array();
+    for (int i = 0; i < 10; ++i) t.push_back(task(id, i));
+    st->create_run(
+        {{"run", {{"id", id}, {"workflow_name", "bench-lat"}, {"status", "pending"}, {"created_at", ork::now_str()}}},
+         {"tasks", t}});
+  });
+  measure_op("get_run", [&](int) { st->get_run({{"id", run_id}}); });
+  measure_op("try_acquire_task", [&](int i) { st->try_acquire_task({{"run_id", run_id}, {"id", tasks[i]["id"]}}); });
+  measure_op("update_task_run (CAS)", [&](int i) {
+    st->update_task_run({{"run_id", run_id},
+                         {"id", tasks[i]["id"]},
+                         {"set", {{"status", "success"}, {"output", {{"ok", true}}}}},
+                         {"expect", {{"status", "dispatched"}}}});
+  });
+  measure_op("get_task_runs (100 tasks)", [&](int) { st->get_task_runs({{"run_id", run_id}}); });
+  measure_op("acquire_lease", [&](int) {
+    st->acquire_lease({{"run_id", run_id}, {"owner", "bench"}, {"ttl_ms", 60000}});
+  });
+  measure_op("list_runs_page (20)", [&](int) { st->list_runs_page({{"workflow_name", "bench-lat"}, {"limit", 20}}); });
+}
+
 std::string arg_value(int& i, int argc, char** argv) {
   if (i + 1 >= argc) {
     std::cerr << "missing value for " << argv[i] << "\n";
@@ -119,6 +177,8 @@ int main(int argc, char** argv) {
   std::vector<int> host_counts{1, 4};
   std::string pg = getenv("ORK_BENCH_PG_URL") ? getenv("ORK_BENCH_PG_URL") : "";
   std::string sqlite_dir;
+  std::vector<std::pair<std::string, std::string>> dynamo;  // name, endpoint
+  size_t dynamo_tasks = 2000;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--tasks") {
@@ -127,12 +187,28 @@ int main(int argc, char** argv) {
       pg = arg_value(i, argc, argv);
     } else if (a == "--sqlite-dir") {
       sqlite_dir = arg_value(i, argc, argv);
+    } else if (a == "--dynamodb") {
+      std::string v = arg_value(i, argc, argv);
+      size_t eq = v.find('=');
+      std::string name = v.substr(0, eq), endpoint = eq == std::string::npos ? "" : v.substr(eq + 1);
+      if (!endpoint.empty() && endpoint[0] == '@') {
+        std::ifstream in(endpoint.substr(1));
+        std::getline(in, endpoint);
+      }
+      if (name.empty() || endpoint.empty()) {
+        std::cerr << "--dynamodb wants NAME=ENDPOINT or NAME=@FILE\n";
+        return 2;
+      }
+      dynamo.emplace_back(name, endpoint);
+    } else if (a == "--dynamodb-tasks") {
+      dynamo_tasks = std::stoul(arg_value(i, argc, argv));
     } else if (a == "--hosts") {
       host_counts.clear();
       std::stringstream ss(arg_value(i, argc, argv));
       for (std::string h; std::getline(ss, h, ',');) host_counts.push_back(std::stoi(h));
     } else {
-      std::cerr << "usage: state_bench [--tasks N] [--hosts 1,4] [--pg URL|@FILE] [--sqlite-dir DIR]\n";
+      std::cerr << "usage: state_bench [--tasks N] [--hosts 1,4] [--pg URL|@FILE] [--sqlite-dir DIR] "
+                   "[--dynamodb NAME=ENDPOINT|NAME=@FILE ...] [--dynamodb-tasks N]\n";
       return 2;
     }
   }
@@ -149,13 +225,29 @@ int main(int argc, char** argv) {
   }
 
   std::vector<Row> rows;
+  std::vector<Latency> lat;
+  // DynamoDB: a fresh table per endpoint and bench invocation.
+  std::vector<std::pair<std::string, json>> dynamo_cfgs;
+  for (const auto& [name, endpoint] : dynamo)
+    dynamo_cfgs.emplace_back("dynamodb (" + name + ")",
+                             json{{"endpoint", endpoint},
+                                  {"region", "us-east-1"},
+                                  {"access_key_id", "test"},
+                                  {"secret_access_key", "test"},
+                                  {"table_prefix", "bench-" + ork::new_uuid().substr(0, 8) + "-"},
+                                  {"create_tables", true}});
   try {
+    latencies("sqlite", "ork-state-sqlite", {{"path", sqlite_dir + "/latency.db"}}, lat);
+    if (!pg.empty()) latencies("postgres", "ork-state-postgres", {{"url", pg}, {"schema", "ork_bench_lat"}}, lat);
+    for (const auto& [backend, cfg] : dynamo_cfgs) latencies(backend, "ork-state-dynamodb", cfg, lat);
     for (int hosts : host_counts) {
       std::string db = sqlite_dir + "/bench-" + std::to_string(hosts) + ".db";
       for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
       rows.push_back(measure("sqlite", "ork-state-sqlite", {{"path", db}}, hosts, n));
       if (!pg.empty())
         rows.push_back(measure("postgres", "ork-state-postgres", {{"url", pg}, {"schema", "ork_bench"}}, hosts, n));
+      for (const auto& [backend, cfg] : dynamo_cfgs)
+        rows.push_back(measure(backend, "ork-state-dynamodb", cfg, hosts, dynamo_tasks));
     }
   } catch (const std::exception& e) {
     std::cerr << "state_bench: " << e.what() << "\n";
@@ -169,5 +261,10 @@ int main(int argc, char** argv) {
     std::printf("| %s | %d | %zu | %.0f ms | %.2f s | %.0f | %zu |\n", r.backend.c_str(), r.hosts, r.tasks, r.create_ms,
                 r.run_s, static_cast<double>(r.completed) / r.run_s, r.lost);
   if (pg.empty()) std::printf("\n(postgres skipped: pass --pg URL or set ORK_BENCH_PG_URL)\n");
+
+  std::printf("\nPer-operation latency (one thread, %zu calls each):\n\n", lat.empty() ? size_t{0} : lat[0].calls);
+  std::printf("| backend | operation | p50 | p95 |\n|---|---|---:|---:|\n");
+  for (const auto& l : lat)
+    std::printf("| %s | %s | %.2f ms | %.2f ms |\n", l.backend.c_str(), l.op.c_str(), l.p50_ms, l.p95_ms);
   return 0;
 }

@@ -219,7 +219,8 @@ HttpResponse HttpClient::send(const HttpRequest& req, const Prepare& prepare) co
     try {
       HttpResponse resp = send_once(r);
       resp.attempts = attempt;
-      if (!retryable_status(resp.status) || attempt >= attempts) return resp;
+      bool retry = retryable_status(resp.status) || (options_.retry_if && options_.retry_if(resp));
+      if (!retry || attempt >= attempts) return resp;
       if (std::string ra = resp.header("retry-after"); !ra.empty() && std::isdigit(static_cast<unsigned char>(ra[0])))
         wait = std::chrono::milliseconds(std::min<long>(std::stol(ra), 60) * 1000);
     } catch (const HttpError&) {

@@ -52,6 +52,8 @@ struct HttpOptions {
   bool verify_tls = true;
   // PEM text (not file names): extra trusted CA certificates, and a client certificate chain + key (mutual TLS).
   std::string ca_pem, client_cert_pem, client_key_pem;
+  // Also retry a response this accepts (e.g. DynamoDB's HTTP 400 ThrottlingException body), with the same backoff.
+  std::function<bool(const HttpResponse&)> retry_if;
 };
 
 // A transport failure (no HTTP status) after every attempt; the message names the method and URL without query.

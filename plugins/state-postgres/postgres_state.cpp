@@ -71,12 +71,6 @@ const std::vector<std::vector<std::string>>& migrations() {
 
 // ---- JSON <-> SQL helpers.
 
-const Field* find_field(const Table& t, std::string_view name) {
-  for (const auto& f : t.fields)
-    if (f.name == name) return &f;
-  return nullptr;
-}
-
 std::string column_list(const Table& t, const std::string& prefix = "") {
   std::string s;
   for (const auto& f : t.fields) {
@@ -112,29 +106,17 @@ std::string typed_placeholders(const Table& t) {
 
 // Converts one JSON value for column `f`, checking its type. `guard` values (CAS expectations) may always be null.
 Value to_value(const Table& t, const Field& f, const json& v, bool guard = false) {
-  if (v.is_null()) {
-    if (!f.nullable && !guard) throw_invalid(what(t, f) + " may not be null");
-    return nullptr;
-  }
+  check_value(t, f, v, guard);
+  if (v.is_null()) return nullptr;
   switch (f.kind) {
     case Kind::Text:
-      if (!v.is_string()) throw_invalid(what(t, f) + " must be a string");
-      if (!guard && f.name == "status" && !t.statuses.empty() &&
-          std::find(t.statuses.begin(), t.statuses.end(), v.get_ref<const std::string&>()) == t.statuses.end())
-        throw_invalid(what(t, f) + ": unknown status '" + v.get<std::string>() + "'");
-      return v.get<std::string>();
     case Kind::Time:
-      if (!v.is_string() || !is_timestamp(v.get_ref<const std::string&>()))
-        throw_invalid(what(t, f) + " must be an RFC 3339 UTC timestamp like 2026-01-01T00:00:00.000Z, got " + v.dump());
       return v.get<std::string>();
     case Kind::Int:
-      if (!v.is_number_integer()) throw_invalid(what(t, f) + " must be an integer");
-      if ((v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT32_MAX)) ||
-          (!v.is_number_unsigned() && (v.get<int64_t>() > INT32_MAX || v.get<int64_t>() < INT32_MIN)))
+      if (v.get<int64_t>() > INT32_MAX || v.get<int64_t>() < INT32_MIN)
         throw_invalid(what(t, f) + " is out of range (32-bit integer)");
       return v.get<int64_t>();
     case Kind::Bool:
-      if (!v.is_boolean()) throw_invalid(what(t, f) + " must be a boolean");
       return std::string(v.get<bool>() ? "true" : "false");
     case Kind::Json:
       return v.dump();
@@ -229,7 +211,7 @@ bool valid_schema_name(const std::string& s) {
 
 class PostgresStateStore final : public StateStore {
  public:
-  PostgresStateStore(const json& cfg, HostServices host) : host_(host), rng_(std::random_device{}()) {
+  PostgresStateStore(const json& cfg, HostServices host) : host_(host) {
     if (!cfg.is_object()) throw_invalid("state-postgres config must be a JSON object");
     for (const auto& [k, v] : cfg.items())
       if (k != "url" && k != "pool_size" && k != "schema" && k != "connect_timeout_ms")
@@ -476,7 +458,7 @@ class PostgresStateStore final : public StateStore {
   json acquire_lease(const json& a) override {
     require_object(a, "acquire_lease");
     std::string run_id = req_string(a, "run_id"), owner = req_string(a, "owner");
-    int64_t ttl = ttl_ms(a);
+    int64_t ttl = req_ttl_ms(a);
     int64_t now = host_.now_ms();
     std::string sql = "UPDATE " + tbl(kRuns) +
                       " SET owner = $1, lease_expires = $2::timestamptz WHERE id = $3 AND status IN ('pending', "
@@ -492,7 +474,7 @@ class PostgresStateStore final : public StateStore {
   json renew_lease(const json& a) override {
     require_object(a, "renew_lease");
     std::string run_id = req_string(a, "run_id"), owner = req_string(a, "owner");
-    int64_t ttl = ttl_ms(a);
+    int64_t ttl = req_ttl_ms(a);
     int64_t now = host_.now_ms();
     std::string sql = "UPDATE " + tbl(kRuns) + " SET lease_expires = $1::timestamptz WHERE id = $2 AND owner = $3";
     bool ok = pool_->run(Retry::Always, [&](Conn& c) {
@@ -733,27 +715,17 @@ class PostgresStateStore final : public StateStore {
     return c.exec("SELECT 1 FROM " + tbl(t) + " WHERE " + where + " LIMIT 1", params).rows() > 0;
   }
 
-  int64_t ttl_ms(const json& a) const {
-    if (!a.contains("ttl_ms")) throw_invalid("'ttl_ms' is required");
-    return opt_int(a, "ttl_ms", 0, 0);
-  }
-
   std::string now_str() const { return format_time(host_.now_ms()); }
 
   // Random UUID v4 for rows the host did not name (put_workflow / put_schedule without id).
-  std::string new_uuid() {
-    std::lock_guard lk(rng_mu_);
-    uint64_t hi = rng_(), lo = rng_();
-    return uuid_v4(hi, lo);
-  }
+  std::string new_uuid() { return uuids_.next(); }
 
   HostServices host_;
   std::string schema_, qschema_;
   Target target_;
   std::unique_ptr<Pool> pool_;
   std::unique_ptr<Listener> listener_;  // destroyed first: its thread stops before the pool goes
-  std::mutex rng_mu_;
-  std::mt19937_64 rng_;
+  UuidSource uuids_;
 };
 
 }  // namespace

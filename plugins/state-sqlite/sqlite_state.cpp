@@ -66,12 +66,6 @@ const std::vector<std::vector<std::string>>& migrations() {
 
 // ---- JSON <-> SQL helpers.
 
-const Field* find_field(const Table& t, std::string_view name) {
-  for (const auto& f : t.fields)
-    if (f.name == name) return &f;
-  return nullptr;
-}
-
 std::string column_list(const Table& t) {
   std::string s;
   for (const auto& f : t.fields) {
@@ -103,28 +97,15 @@ std::string select_sql(const Table& t) {
 
 // Converts one JSON value for column `f`, checking its type. `guard` values (CAS expectations) may always be null.
 Value to_value(const Table& t, const Field& f, const json& v, bool guard = false) {
-  if (v.is_null()) {
-    if (!f.nullable && !guard) throw_invalid(what(t, f) + " may not be null");
-    return nullptr;
-  }
+  check_value(t, f, v, guard);
+  if (v.is_null()) return nullptr;
   switch (f.kind) {
     case Kind::Text:
-      if (!v.is_string()) throw_invalid(what(t, f) + " must be a string");
-      if (!guard && f.name == "status" && !t.statuses.empty() &&
-          std::find(t.statuses.begin(), t.statuses.end(), v.get_ref<const std::string&>()) == t.statuses.end())
-        throw_invalid(what(t, f) + ": unknown status '" + v.get<std::string>() + "'");
-      return v.get<std::string>();
     case Kind::Time:
-      if (!v.is_string() || !is_timestamp(v.get_ref<const std::string&>()))
-        throw_invalid(what(t, f) + " must be an RFC 3339 UTC timestamp like 2026-01-01T00:00:00.000Z, got " + v.dump());
       return v.get<std::string>();
     case Kind::Int:
-      if (!v.is_number_integer()) throw_invalid(what(t, f) + " must be an integer");
-      if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
-        throw_invalid(what(t, f) + " is out of range");
       return v.get<int64_t>();
     case Kind::Bool:
-      if (!v.is_boolean()) throw_invalid(what(t, f) + " must be a boolean");
       return int64_t{v.get<bool>() ? 1 : 0};
     case Kind::Json:
       return v.dump();
@@ -498,7 +479,7 @@ class SqliteStateStore final : public StateStore {
   json acquire_lease(const json& a) override {
     require_object(a, "acquire_lease");
     std::string run_id = req_string(a, "run_id"), owner = req_string(a, "owner");
-    int64_t ttl = ttl_ms(a);
+    int64_t ttl = req_ttl_ms(a);
     int64_t now = host_.now_ms();
     std::lock_guard lk(mu_);
     size_t n = db_->exec(
@@ -512,7 +493,7 @@ class SqliteStateStore final : public StateStore {
   json renew_lease(const json& a) override {
     require_object(a, "renew_lease");
     std::string run_id = req_string(a, "run_id"), owner = req_string(a, "owner");
-    int64_t ttl = ttl_ms(a);
+    int64_t ttl = req_ttl_ms(a);
     int64_t now = host_.now_ms();
     std::lock_guard lk(mu_);
     size_t n = db_->exec("UPDATE runs SET lease_expires = ? WHERE id = ? AND owner = ?",
@@ -659,11 +640,6 @@ class SqliteStateStore final : public StateStore {
 
   bool exists(const std::string& table, const std::string& where, const std::vector<Value>& params) {
     return !db_->query("SELECT 1 FROM " + table + " WHERE " + where + " LIMIT 1", params, {ColType::Int}).empty();
-  }
-
-  int64_t ttl_ms(const json& a) const {
-    if (!a.contains("ttl_ms")) throw_invalid("'ttl_ms' is required");
-    return opt_int(a, "ttl_ms", 0, 0);
   }
 
   std::string now_str() const { return format_time(host_.now_ms()); }

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Object-store backends for tests, each on a free 127.0.0.1 port with its data in <dir>, stopped by the PID started:
-#   object_emulator.sh start moto|azurite|gcs|cloudrun|k8s|ecs <dir>   writes <dir>/port, <dir>/endpoint (http://127.0.0.1:PORT), <dir>/pid
-#   object_emulator.sh stop  moto|azurite|gcs <dir>   SIGTERM to that process group (SIGKILL after 10 s), rm -rf <dir>
+#   object_emulator.sh start moto|moto_serial|azurite|gcs|dynalite|cloudrun|k8s|ecs <dir>   writes <dir>/port, <dir>/endpoint (http://127.0.0.1:PORT), <dir>/pid
+#   object_emulator.sh stop  <kind> <dir>   SIGTERM to that process group (SIGKILL after 10 s), rm -rf <dir>
 # moto: the pyenv Python's moto server (S3). azurite: npm azurite@3, installed on first use into
 # $ORK_NPM_CACHE (default ~/.cache/ork/npm)/azurite3. gcs: tests/fakes/gcs_fake.py (standard-library Python).
+# dynalite: npm dynalite@4 (DynamoDB), installed on first use like azurite into <cache>/dynalite4. moto_serial: moto
+# answering one request at a time: moto's threaded server does not serialize DynamoDB conditional writes (two
+# concurrent UpdateItems can both pass one condition), so the DynamoDB tests use this one.
 # cloudrun, k8s, ecs: the job-API fakes tests/fakes/<kind>_fake.py (they run job containers as local processes, so
 # stopping the group also stops what they started).
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 start|stop moto|azurite|gcs|cloudrun|k8s|ecs <dir>" >&2
+  echo "usage: $0 start|stop moto|moto_serial|azurite|gcs|dynalite|cloudrun|k8s|ecs <dir>" >&2
   exit 2
 }
 [ $# -eq 3 ] || usage
@@ -46,18 +49,19 @@ sys.exit(1)
 PY
 }
 
-# Installs azurite@3 once into the npm cache folder (serialized with flock); prints the azurite-blob path.
-azurite_bin() {
-  local cache="${ORK_NPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ork/npm}/azurite3"
-  local bin="$cache/node_modules/.bin/azurite-blob"
+# Installs npm package $1 (name@version) once into the npm cache folder $2 (serialized with flock); prints the path of
+# its executable $3.
+npm_bin() {
+  local cache="${ORK_NPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ork/npm}/$2"
+  local bin="$cache/node_modules/.bin/$3"
   if [ ! -x "$bin" ]; then
-    command -v npm >/dev/null || { echo "object_emulator: npm is needed to install azurite" >&2; exit 1; }
+    command -v npm >/dev/null || { echo "object_emulator: npm is needed to install $1" >&2; exit 1; }
     mkdir -p "$cache"
     (
       flock 9
       if [ ! -x "$bin" ]; then
-        echo "object_emulator: installing azurite@3 into $cache" >&2
-        npm install --prefix "$cache" --no-audit --no-fund --loglevel=error azurite@3 >&2
+        echo "object_emulator: installing $1 into $cache" >&2
+        npm install --prefix "$cache" --no-audit --no-fund --loglevel=error "$1" >&2
       fi
     ) 9>"$cache/.lock"
   fi
@@ -78,20 +82,31 @@ case "$verb" in
     rm -rf "$dir"
     mkdir -p "$dir/data"
     case "$kind" in
-      moto) [ -x "$pyenv_py" ] || { echo "object_emulator: moto needs $pyenv_py (pyenv Python with moto)" >&2; exit 1; } ;;
-      azurite) azbin=$(azurite_bin) ;;
+      moto | moto_serial)
+        [ -x "$pyenv_py" ] || { echo "object_emulator: moto needs $pyenv_py (pyenv Python with moto)" >&2; exit 1; } ;;
+      azurite) azbin=$(npm_bin azurite@3 azurite3 azurite-blob) ;;
       gcs | cloudrun | k8s | ecs) py=$(any_python) ;;
+      dynalite) dynbin=$(npm_bin dynalite@4 dynalite4 dynalite) ;;
       *) usage ;;
     esac
     for _ in 1 2 3; do
       port=$(free_port)
       case "$kind" in
         moto) setsid "$pyenv_py" -m moto.server -H 127.0.0.1 -p "$port" >"$dir/server.log" 2>&1 & ;;
+        moto_serial)
+          setsid "$pyenv_py" -c 'import sys
+from moto.server import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import run_simple
+run_simple("127.0.0.1", int(sys.argv[1]), DomainDispatcherApplication(create_backend_app), threaded=False)' \
+            "$port" >"$dir/server.log" 2>&1 & ;;
         azurite)
           setsid node "$azbin" --blobHost 127.0.0.1 --blobPort "$port" --location "$dir/data" --skipApiVersionCheck \
             --disableTelemetry --silent >"$dir/server.log" 2>&1 & ;;
         gcs | cloudrun | k8s | ecs)
           setsid "$py" "$here/../fakes/${kind}_fake.py" --port "$port" --data "$dir/data" >"$dir/server.log" 2>&1 & ;;
+        dynalite)
+          setsid node "$dynbin" --host 127.0.0.1 --port "$port" --createTableMs 0 --deleteTableMs 0 \
+            --updateTableMs 0 >"$dir/server.log" 2>&1 & ;;
       esac
       pid=$!
       echo "$pid" >"$dir/pid"

@@ -2,10 +2,13 @@
 // docs/plugin-abi.md defines them) and its fixed-width timestamp format. Header-only; not part of the C ABI.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <mutex>
 #include <ork/plugin.hpp>
+#include <random>
 #include <span>
 #include <string>
 #include <string_view>
@@ -99,6 +102,44 @@ inline std::string what(const Table& t, const Field& f) {
   return std::string(t.name) + "." + std::string(f.name);
 }
 
+// The field of `t` named `name`, or nullptr.
+inline const Field* find_field(const Table& t, std::string_view name) {
+  for (const auto& f : t.fields)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+// Checks one value for field `f` of `t` (kind, nullability, allowed statuses), INVALID naming the field. `guard`
+// values (compare-and-swap expectations) may always be null and any string.
+inline void check_value(const Table& t, const Field& f, const json& v, bool guard = false) {
+  if (v.is_null()) {
+    if (!f.nullable && !guard) throw_invalid(what(t, f) + " may not be null");
+    return;
+  }
+  switch (f.kind) {
+    case Kind::Text:
+      if (!v.is_string()) throw_invalid(what(t, f) + " must be a string");
+      if (!guard && f.name == "status" && !t.statuses.empty() &&
+          std::find(t.statuses.begin(), t.statuses.end(), v.get_ref<const std::string&>()) == t.statuses.end())
+        throw_invalid(what(t, f) + ": unknown status '" + v.get<std::string>() + "'");
+      return;
+    case Kind::Time:
+      if (!v.is_string() || !is_timestamp(v.get_ref<const std::string&>()))
+        throw_invalid(what(t, f) + " must be an RFC 3339 UTC timestamp like 2026-01-01T00:00:00.000Z, got " + v.dump());
+      return;
+    case Kind::Int:
+      if (!v.is_number_integer()) throw_invalid(what(t, f) + " must be an integer");
+      if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+        throw_invalid(what(t, f) + " is out of range");
+      return;
+    case Kind::Bool:
+      if (!v.is_boolean()) throw_invalid(what(t, f) + " must be a boolean");
+      return;
+    case Kind::Json:
+      return;
+  }
+}
+
 // A UUID v4 string from 128 random bits (ids a plugin assigns itself).
 inline std::string uuid_v4(uint64_t hi, uint64_t lo) {
   hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
@@ -133,11 +174,31 @@ inline int64_t opt_int(const json& a, const char* key, int64_t dflt, int64_t min
   return v;
 }
 
+// The required 'ttl_ms' argument of the lease operations (>= 0).
+inline int64_t req_ttl_ms(const json& a) {
+  if (!a.contains("ttl_ms")) throw_invalid("'ttl_ms' is required");
+  return opt_int(a, "ttl_ms", 0, 0);
+}
+
 inline std::string req_time(const json& a, const char* key) {
   auto it = a.find(key);
   if (it == a.end() || !it->is_string() || !is_timestamp(it->get_ref<const std::string&>()))
     throw_invalid(std::string("'") + key + "' must be an RFC 3339 UTC timestamp like 2026-01-01T00:00:00.000Z");
   return it->get<std::string>();
 }
+
+// Random UUID v4 strings for rows the host did not name; thread-safe.
+class UuidSource {
+ public:
+  std::string next() {
+    std::lock_guard lk(mu_);
+    uint64_t hi = rng_(), lo = rng_();
+    return uuid_v4(hi, lo);
+  }
+
+ private:
+  std::mutex mu_;
+  std::mt19937_64 rng_{std::random_device{}()};
+};
 
 }  // namespace ork::records
