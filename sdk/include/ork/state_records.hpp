@@ -99,6 +99,47 @@ inline std::string what(const Table& t, const Field& f) {
   return std::string(t.name) + "." + std::string(f.name);
 }
 
+// Checks a JSON value for field `f` of `t` (kind, nullability, known status, 32-bit range); `guard` values (CAS
+// expectations) may always be null and any status. Throws ORK_ERR_INVALID naming the field.
+inline void check_value(const Table& t, const Field& f, const json& v, bool guard = false) {
+  if (v.is_null()) {
+    if (!f.nullable && !guard) throw_invalid(what(t, f) + " may not be null");
+    return;
+  }
+  switch (f.kind) {
+    case Kind::Text:
+      if (!v.is_string()) throw_invalid(what(t, f) + " must be a string");
+      if (!guard && f.name == "status" && !t.statuses.empty()) {
+        bool known = false;
+        for (auto s : t.statuses) known = known || s == v.get_ref<const std::string&>();
+        if (!known) throw_invalid(what(t, f) + ": unknown status '" + v.get<std::string>() + "'");
+      }
+      return;
+    case Kind::Time:
+      if (!v.is_string() || !is_timestamp(v.get_ref<const std::string&>()))
+        throw_invalid(what(t, f) + " must be an RFC 3339 UTC timestamp like 2026-01-01T00:00:00.000Z, got " + v.dump());
+      return;
+    case Kind::Int:
+      if (!v.is_number_integer()) throw_invalid(what(t, f) + " must be an integer");
+      if ((v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT32_MAX)) ||
+          (!v.is_number_unsigned() && (v.get<int64_t>() > INT32_MAX || v.get<int64_t>() < INT32_MIN)))
+        throw_invalid(what(t, f) + " is out of range (32-bit integer)");
+      return;
+    case Kind::Bool:
+      if (!v.is_boolean()) throw_invalid(what(t, f) + " must be a boolean");
+      return;
+    case Kind::Json:
+      return;
+  }
+}
+
+// The field of `t` named `name`, or nullptr.
+inline const Field* field_named(const Table& t, std::string_view name) {
+  for (const auto& f : t.fields)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
 // A UUID v4 string from 128 random bits (ids a plugin assigns itself).
 inline std::string uuid_v4(uint64_t hi, uint64_t lo) {
   hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
