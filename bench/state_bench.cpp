@@ -2,7 +2,10 @@
 // each) walk the task ids from different offsets, try_acquire_task each, and on success update_task_run it to
 // success (CAS on status/attempt), as the engine does. Prints a markdown table of tasks/s.
 //   state_bench [--tasks N] [--hosts 1,4] [--pg URL | --pg @FILE] [--sqlite-dir DIR]
+//               [--firestore ENDPOINT | --firestore @FILE] [--firestore-tasks N]
 // Without --pg (or ORK_BENCH_PG_URL) the postgres rows are skipped; the sqlite database goes to a temp dir.
+// --firestore (an emulator's http://host:port) adds Firestore rows (fewer tasks: every call is HTTP) and a table of
+// per-operation latency (p50/p95) for every backend.
 // Built as `state_bench` by tests/plugins/CMakeLists.txt; not a ctest test.
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
@@ -12,7 +15,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <sstream>
@@ -104,6 +109,55 @@ Row measure(const std::string& backend, const std::string& library, const json& 
   return row;
 }
 
+// ---- Per-operation latency (p50 / p95 over `reps` calls of each operation on one instance).
+
+struct Latency {
+  std::string backend, op;
+  double p50 = 0, p95 = 0;
+};
+
+std::vector<Latency> latencies(const std::string& backend, const std::string& library, const json& config, int reps) {
+  auto st = ork::load_plugin<StateProxy>("state", library, config);
+  std::vector<Latency> out;
+  auto time = [&](const char* op, const std::function<void(int)>& f) {
+    std::vector<double> ms;
+    for (int i = 0; i < reps; ++i) {
+      auto t0 = Clock::now();
+      f(i);
+      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    out.push_back({backend, op, ms[ms.size() / 2], ms[std::min(ms.size() - 1, ms.size() * 95 / 100)]});
+  };
+  std::vector<std::string> runs, tasks;
+  std::string wf = "lat-" + ork::new_uuid();
+  time("create_run (10 tasks)", [&](int) {
+    runs.push_back(ork::new_uuid());
+    json ts = json::array();
+    for (int k = 0; k < 10; ++k) {
+      ts.push_back({{"id", ork::new_uuid()}, {"task_name", "t" + std::to_string(k)}, {"seq", k}});
+      if (k == 0) tasks.push_back(ts.back()["id"]);
+    }
+    st->create_run({{"run", {{"id", runs.back()}, {"workflow_name", wf}, {"status", "running"}}}, {"tasks", ts}});
+  });
+  time("get_run", [&](int i) { st->get_run({{"id", runs[static_cast<size_t>(i)]}}); });
+  time("get_task_runs (10)", [&](int i) { st->get_task_runs({{"run_id", runs[static_cast<size_t>(i)]}}); });
+  time("try_acquire_task", [&](int i) {
+    st->try_acquire_task({{"run_id", runs[static_cast<size_t>(i)]}, {"id", tasks[static_cast<size_t>(i)]}});
+  });
+  time("update_task_run (CAS)", [&](int i) {
+    st->update_task_run({{"run_id", runs[static_cast<size_t>(i)]},
+                         {"id", tasks[static_cast<size_t>(i)]},
+                         {"set", {{"status", "success"}, {"output", {{"ok", true}}}}},
+                         {"expect", {{"status", "dispatched"}}}});
+  });
+  time("acquire_lease", [&](int i) {
+    st->acquire_lease({{"run_id", runs[static_cast<size_t>(i)]}, {"owner", "bench"}, {"ttl_ms", 60000}});
+  });
+  time("list_runs_page (20)", [&](int) { st->list_runs_page({{"workflow_name", wf}, {"limit", 20}}); });
+  return out;
+}
+
 std::string arg_value(int& i, int argc, char** argv) {
   if (i + 1 >= argc) {
     std::cerr << "missing value for " << argv[i] << "\n";
@@ -119,6 +173,8 @@ int main(int argc, char** argv) {
   std::vector<int> host_counts{1, 4};
   std::string pg = getenv("ORK_BENCH_PG_URL") ? getenv("ORK_BENCH_PG_URL") : "";
   std::string sqlite_dir;
+  std::string firestore;  // emulator endpoint
+  size_t firestore_tasks = 1000;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--tasks") {
@@ -127,12 +183,17 @@ int main(int argc, char** argv) {
       pg = arg_value(i, argc, argv);
     } else if (a == "--sqlite-dir") {
       sqlite_dir = arg_value(i, argc, argv);
+    } else if (a == "--firestore") {
+      firestore = arg_value(i, argc, argv);
+    } else if (a == "--firestore-tasks") {
+      firestore_tasks = std::stoul(arg_value(i, argc, argv));
     } else if (a == "--hosts") {
       host_counts.clear();
       std::stringstream ss(arg_value(i, argc, argv));
       for (std::string h; std::getline(ss, h, ',');) host_counts.push_back(std::stoi(h));
     } else {
-      std::cerr << "usage: state_bench [--tasks N] [--hosts 1,4] [--pg URL|@FILE] [--sqlite-dir DIR]\n";
+      std::cerr << "usage: state_bench [--tasks N] [--hosts 1,4] [--pg URL|@FILE] [--sqlite-dir DIR] "
+                   "[--firestore ENDPOINT|@FILE] [--firestore-tasks N]\n";
       return 2;
     }
   }
@@ -140,6 +201,17 @@ int main(int argc, char** argv) {
     std::ifstream in(pg.substr(1));
     std::getline(in, pg);
   }
+  if (!firestore.empty() && firestore[0] == '@') {
+    std::ifstream in(firestore.substr(1));
+    std::getline(in, firestore);
+  }
+  // Firestore: a fresh collection prefix per measurement, so runs never see each other's documents.
+  auto firestore_config = [&] {
+    return json{{"project", "ork-bench"},
+                {"emulator_host", firestore},
+                {"collection_prefix", "b" + ork::new_uuid().substr(0, 8) + "_"}};
+  };
+  std::vector<Latency> lat;
   spdlog::set_level(spdlog::level::warn);
   std::string tmp;
   if (sqlite_dir.empty()) {
@@ -156,6 +228,19 @@ int main(int argc, char** argv) {
       rows.push_back(measure("sqlite", "ork-state-sqlite", {{"path", db}}, hosts, n));
       if (!pg.empty())
         rows.push_back(measure("postgres", "ork-state-postgres", {{"url", pg}, {"schema", "ork_bench"}}, hosts, n));
+      if (!firestore.empty())
+        rows.push_back(measure("firestore (emulator)", "ork-state-firestore", firestore_config(), hosts,
+                               std::min(n, firestore_tasks)));
+    }
+    if (!firestore.empty()) {
+      constexpr int kReps = 200;
+      for (auto& l : latencies("sqlite", "ork-state-sqlite", {{"path", sqlite_dir + "/latency.db"}}, kReps))
+        lat.push_back(l);
+      if (!pg.empty())
+        for (auto& l : latencies("postgres", "ork-state-postgres", {{"url", pg}, {"schema", "ork_bench"}}, kReps))
+          lat.push_back(l);
+      for (auto& l : latencies("firestore (emulator)", "ork-state-firestore", firestore_config(), kReps))
+        lat.push_back(l);
     }
   } catch (const std::exception& e) {
     std::cerr << "state_bench: " << e.what() << "\n";
@@ -169,5 +254,10 @@ int main(int argc, char** argv) {
     std::printf("| %s | %d | %zu | %.0f ms | %.2f s | %.0f | %zu |\n", r.backend.c_str(), r.hosts, r.tasks, r.create_ms,
                 r.run_s, static_cast<double>(r.completed) / r.run_s, r.lost);
   if (pg.empty()) std::printf("\n(postgres skipped: pass --pg URL or set ORK_BENCH_PG_URL)\n");
+  if (!lat.empty()) {
+    std::printf("\n| backend | operation | p50 | p95 |\n|---|---|---:|---:|\n");
+    for (const auto& l : lat)
+      std::printf("| %s | %s | %.2f ms | %.2f ms |\n", l.backend.c_str(), l.op.c_str(), l.p50, l.p95);
+  }
   return 0;
 }
