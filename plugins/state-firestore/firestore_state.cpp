@@ -100,8 +100,8 @@ json decode_value(const Field& f, const json& v, const std::map<std::string, std
         for (int64_t i = 0; i < ref->parts; ++i) {
           auto it = parts.find(part_name(doc, std::string(f.name), ref->gen, i));
           if (it == parts.end())
-            throw PluginError(ORK_ERR_INTERNAL, "state-firestore: a part of " + doc + " field " +
-                                                    std::string(f.name) + " is missing");
+            throw PluginError(ORK_ERR_INTERNAL,
+                              "state-firestore: a part of " + doc + " field " + std::string(f.name) + " is missing");
           text += it->second;
         }
       } else {
@@ -136,7 +136,7 @@ struct Config {
   std::string base_url, project, database = "(default)", prefix;
   bool emulator = false;
   int64_t page_size = 1000, max_writes = 500, inline_limit = 256 * 1024, part_size = 800 * 1000;
-  int64_t max_commit_bytes = 8 * 1024 * 1024;
+  int64_t max_commit_bytes = 3 * 1024 * 1024;  // a commit is one gRPC message of at most 4 MiB
 };
 
 bool valid_prefix(const std::string& p) {
@@ -151,10 +151,9 @@ class FirestoreStateStore final : public StateStore {
  public:
   FirestoreStateStore(const json& cfg, HostServices host) : host_(host), rng_(std::random_device{}()) {
     if (!cfg.is_object()) throw_invalid("state-firestore: config must be a JSON object");
-    static const char* known[] = {"project",         "database",        "collection_prefix", "endpoint",
-                                  "emulator_host",   "credentials_file", "credentials_json", "timeout_ms",
-                                  "max_attempts",    "page_size",        "max_writes_per_commit",
-                                  "inline_json_limit"};
+    static const char* known[] = {"project",       "database",         "collection_prefix",     "endpoint",
+                                  "emulator_host", "credentials_file", "credentials_json",      "timeout_ms",
+                                  "max_attempts",  "page_size",        "max_writes_per_commit", "inline_json_limit"};
     for (const auto& [k, v] : cfg.items())
       if (std::find(std::begin(known), std::end(known), k) == std::end(known))
         throw_invalid("state-firestore: unknown config field \"" + k +
@@ -242,12 +241,11 @@ class FirestoreStateStore final : public StateStore {
       in["updated_at"] = now;
       json rec = normalize(kWorkflows, in, defaults);
       std::string token = new_token();
-      json writes = json::array();
-      json fields = encode(kWorkflows, rec, doc(path), writes, token);
+      json writes = json::array(), parts = json::array();
+      json fields = encode(kWorkflows, rec, doc(path), parts, token);
       delete_parts(kWorkflows, old, {}, writes);
       writes.push_back(upsert(doc(path), fields, old));
-      ApiError err;
-      if (client_->commit(writes, &err) || applied(path, token, err)) return rec;
+      if (commit_with_parts(parts, writes, path, token)) return rec;
     }
     throw_unavailable("state-firestore: put_workflow: too much contention on workflow '" + name + "'");
   }
@@ -309,25 +307,25 @@ class FirestoreStateStore final : public StateStore {
     check_unique("create_run", rows, {}, run_id);
 
     std::string token = new_token(), rpath = run_path(run_id);
-    json writes = json::array();
-    json fields = encode(kRuns, run, doc(rpath), writes, token);
-    size_t run_write = writes.size();
-    writes.push_back({{"update", {{"name", doc(rpath)}, {"fields", fields}}}, {"currentDocument", {{"exists", false}}}});
-    for (const json& t : rows) add_task_writes(rpath, t, token, writes);
+    json writes = json::array(), parts = json::array();
+    json fields = encode(kRuns, run, doc(rpath), parts, token);
+    writes.push_back(
+        {{"update", {{"name", doc(rpath)}, {"fields", fields}}}, {"currentDocument", {{"exists", false}}}});
+    for (const json& t : rows) add_task_writes(rpath, t, token, writes, parts);
     auto chunks = chunk(writes, 1);
     if (chunks.size() == 1) {
-      writes[run_write]["update"]["fields"]["ork_ready"] = {{"booleanValue", true}};
+      writes[0]["update"]["fields"]["ork_ready"] = {{"booleanValue", true}};
       ApiError err;
-      if (client_->commit(writes, &err) || applied(rpath, token, err)) return json::object();
+      if (commit_with_parts(parts, writes, rpath, token, &err)) return json::object();
       throw_conflict("create_run: run '" + run_id + "' (or one of its task ids) already exists: " + err.message);
     }
     // Too many writes for one commit: the run document goes first, hidden (ork_ready false: every read treats it as
     // missing), the tasks follow, and the last commit makes the run visible. A failure removes what was written.
-    writes[run_write]["update"]["fields"]["ork_ready"] = {{"booleanValue", false}};
+    chunks[0][0]["update"]["fields"]["ork_ready"] = {{"booleanValue", false}};
     chunks.back().push_back({{"update", {{"name", doc(rpath)}, {"fields", {{"ork_ready", {{"booleanValue", true}}}}}}},
                              {"updateMask", {{"fieldPaths", {"ork_ready"}}}},
                              {"currentDocument", {{"exists", true}}}});
-    write_chunks(chunks, rpath, token, "create_run", [&](const ApiError& err) {
+    write_chunks(chunks, parts, rpath, token, "create_run", [&](const ApiError& err) {
       throw_conflict("create_run: run '" + run_id + "' (or one of its task ids) already exists: " + err.message);
     });
     return json::object();
@@ -348,21 +346,21 @@ class FirestoreStateStore final : public StateStore {
       // Touching the run document under its updateTime serializes expansions of one run: a racing one fails the
       // precondition, reads again and then sees these tasks.
       std::string token = new_token();
-      json writes = json::array();
+      json writes = json::array(), parts = json::array();
       writes.push_back({{"update", {{"name", run.name}, {"fields", {{"ork_w", str_value(token)}}}}},
                         {"updateMask", {{"fieldPaths", {"ork_w"}}}},
                         {"currentDocument", {{"updateTime", run.update_time}}}});
-      for (const json& t : rows) add_task_writes(rpath, t, token, writes);
+      for (const json& t : rows) add_task_writes(rpath, t, token, writes, parts);
       auto chunks = chunk(writes, 0);
       if (chunks.size() == 1) {
         ApiError err;
-        if (client_->commit(writes, &err) || applied(rpath, token, err)) return json::object();
+        if (commit_with_parts(parts, writes, rpath, token, &err)) return json::object();
         if (err.status == "ALREADY_EXISTS")
           throw_conflict("add_task_runs: a task id already exists in run '" + run_id + "'; nothing was written");
         continue;  // the run changed meanwhile: check again
       }
       bool lost = false;
-      write_chunks(chunks, rpath, token, "add_task_runs", [&](const ApiError& err) {
+      write_chunks(chunks, parts, rpath, token, "add_task_runs", [&](const ApiError& err) {
         if (err.status == "ALREADY_EXISTS")
           throw_conflict("add_task_runs: a task id already exists in run '" + run_id + "'; nothing was written");
         lost = true;
@@ -451,10 +449,10 @@ class FirestoreStateStore final : public StateStore {
     auto rec = cas(
         kTasks, task_path(run_id, id), [](const json& t) { return t["status"] == "pending"; },
         [&](const json& t) {
-          return json{{"status", "dispatched"}, {"attempt", t["attempt"].get<int64_t>() + 1},
+          return json{{"status", "dispatched"},     {"attempt", t["attempt"].get<int64_t>() + 1},
                       {"dispatched_at", now_str()}, {"executor_id", nullptr},
-                      {"heartbeat_at", nullptr},   {"started_at", nullptr},
-                      {"finished_at", nullptr},    {"error", nullptr}};
+                      {"heartbeat_at", nullptr},    {"started_at", nullptr},
+                      {"finished_at", nullptr},     {"error", nullptr}};
         },
         "task run '" + id + "' of run '" + run_id + "'");
     if (!rec) return {{"acquired", false}, {"task", nullptr}};
@@ -488,7 +486,9 @@ class FirestoreStateStore final : public StateStore {
     int64_t ttl = ttl_ms(a);
     auto rec = cas(
         kRuns, run_path(run_id), [&](const json& r) { return r["owner"] == owner; },
-        [&](const json&) { return json{{"lease_expires", format_time(host_.now_ms() + ttl)}}; },
+        [&](const json&) {
+          return json{{"lease_expires", format_time(host_.now_ms() + ttl)}};
+        },
         "run '" + run_id + "'");
     return {{"renewed", rec.has_value()}};
   }
@@ -498,7 +498,10 @@ class FirestoreStateStore final : public StateStore {
     std::string run_id = req_string(a, "run_id"), owner = req_string(a, "owner");
     cas(
         kRuns, run_path(run_id), [&](const json& r) { return r["owner"] == owner; },
-        [](const json&) { return json{{"owner", nullptr}, {"lease_expires", nullptr}}; }, "run '" + run_id + "'");
+        [](const json&) {
+          return json{{"owner", nullptr}, {"lease_expires", nullptr}};
+        },
+        "run '" + run_id + "'");
     return json::object();
   }
 
@@ -520,11 +523,10 @@ class FirestoreStateStore final : public StateStore {
       }
       json rec = normalize(kSchedules, in, {{"id", new_uuid()}, {"enabled", true}, {"created_at", now_str()}});
       std::string token = new_token();
-      json writes = json::array();
-      json fields = encode(kSchedules, rec, doc(path), writes, token);
+      json writes = json::array(), parts = json::array();
+      json fields = encode(kSchedules, rec, doc(path), parts, token);
       writes.push_back(upsert(doc(path), fields, old));
-      ApiError err;
-      if (client_->commit(writes, &err) || applied(path, token, err)) return rec;
+      if (commit_with_parts(parts, writes, path, token)) return rec;
     }
     throw_unavailable("state-firestore: put_schedule: too much contention on '" + name + "'");
   }
@@ -547,7 +549,10 @@ class FirestoreStateStore final : public StateStore {
     std::string path = found[0].name.substr(client_->root().size() + 1);
     auto rec = cas(
         kSchedules, path, [&](const json& s) { return s["id"] == id && s["next_run"] == expect; },
-        [&](const json&) { return json{{"next_run", next}}; }, "schedule '" + id + "'");
+        [&](const json&) {
+          return json{{"next_run", next}};
+        },
+        "schedule '" + id + "'");
     return {{"claimed", rec.has_value()}};
   }
 
@@ -573,7 +578,9 @@ class FirestoreStateStore final : public StateStore {
 
   // ---- Queries
 
-  static json order(const char* field, const char* dir) { return {{"field", {{"fieldPath", field}}}, {"direction", dir}}; }
+  static json order(const char* field, const char* dir) {
+    return {{"field", {{"fieldPath", field}}}, {"direction", dir}};
+  }
   static json field_filter(const char* field, const char* op, json value) {
     return {{"fieldFilter", {{"field", {{"fieldPath", field}}}, {"op", op}, {"value", std::move(value)}}}};
   }
@@ -616,20 +623,20 @@ class FirestoreStateStore final : public StateStore {
 
   // ---- Records <-> documents
 
-  // The Firestore fields of `rec` (a normalized record), adding the part documents of big JSON fields to `writes`.
-  json encode(const Table& t, const json& rec, const std::string& name, json& writes, const std::string& token) {
+  // The Firestore fields of `rec` (a normalized record), adding the part documents of big JSON fields to `parts`.
+  json encode(const Table& t, const json& rec, const std::string& name, json& parts, const std::string& token) {
     json fields = json::object();
     for (const auto& f : t.fields) {
       std::string key(f.name);
       auto it = rec.find(key);
       if (it == rec.end()) continue;
-      fields[key] = encode_value(f, *it, name, writes);
+      fields[key] = encode_value(f, *it, name, parts);
     }
     fields["ork_w"] = str_value(token);
     return fields;
   }
 
-  json encode_value(const Field& f, const json& v, const std::string& name, json& writes) {
+  json encode_value(const Field& f, const json& v, const std::string& name, json& parts) {
     if (v.is_null()) return null_value();
     switch (f.kind) {
       case Kind::Text:
@@ -649,13 +656,13 @@ class FirestoreStateStore final : public StateStore {
     for (size_t pos = 0; pos < text.size(); ++n) {
       size_t end = std::min(text.size(), pos + static_cast<size_t>(c_.part_size));
       while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;  // whole UTF-8
-      writes.push_back({{"update",
-                         {{"name", part_name(name, std::string(f.name), gen, n)},
-                          {"fields", {{"data", str_value(text.substr(pos, end - pos))}}}}}});
+      parts.push_back({{"update",
+                        {{"name", part_name(name, std::string(f.name), gen, n)},
+                         {"fields", {{"data", str_value(text.substr(pos, end - pos))}}}}}});
       pos = end;
     }
-    return {{"mapValue",
-             {{"fields", {{"ork_blob", str_value(gen)}, {"parts", {{"integerValue", std::to_string(n)}}}}}}}};
+    return {
+        {"mapValue", {{"fields", {{"ork_blob", str_value(gen)}, {"parts", {{"integerValue", std::to_string(n)}}}}}}}};
   }
 
   // Deletes of the part documents `old` refers to, for the fields in `only` (all when empty).
@@ -690,9 +697,14 @@ class FirestoreStateStore final : public StateStore {
           for (int64_t i = 0; i < ref->parts; ++i) names.push_back(part_name(d.name, std::string(f.name), ref->gen, i));
       }
     std::map<std::string, std::string> parts;
-    if (!names.empty())
-      for (auto& p : client_->batch_get(names))
+    constexpr size_t kPartsPerRead = 4;  // answers stay under the 4 MiB message limit
+    for (size_t from = 0; from < names.size(); from += kPartsPerRead) {
+      std::vector<std::string> some(
+          names.begin() + static_cast<std::ptrdiff_t>(from),
+          names.begin() + static_cast<std::ptrdiff_t>(std::min(names.size(), from + kPartsPerRead)));
+      for (auto& p : client_->batch_get(some))
         if (!p.update_time.empty()) parts[p.name] = p.fields.value("data", json::object()).value("stringValue", "");
+    }
     json out = json::array();
     for (const auto& d : docs) {
       json rec = json::object();
@@ -727,12 +739,12 @@ class FirestoreStateStore final : public StateStore {
       json set = change(rec);
       if (set.empty()) return rec;
       std::string token = new_token();
-      json writes = json::array();
+      json writes = json::array(), parts = json::array();
       json fields = json::object(), mask = json::array();
       std::set<std::string> replaced;
       for (const auto& [k, v] : set.items()) {
         const Field* f = field_named(t, k);
-        fields[k] = encode_value(*f, v, d.name, writes);
+        fields[k] = encode_value(*f, v, d.name, parts);
         mask.push_back(k);
         replaced.insert(k);
         rec[k] = v;
@@ -743,8 +755,7 @@ class FirestoreStateStore final : public StateStore {
       writes.push_back({{"update", {{"name", d.name}, {"fields", fields}}},
                         {"updateMask", {{"fieldPaths", mask}}},
                         {"currentDocument", {{"updateTime", d.update_time}}}});
-      ApiError err;
-      if (client_->commit(writes, &err) || applied(path, token, err)) return rec;
+      if (commit_with_parts(parts, writes, path, token)) return rec;
     }
     throw_unavailable("state-firestore: too much contention on " + what);
   }
@@ -796,7 +807,8 @@ class FirestoreStateStore final : public StateStore {
       std::string where = op + ": tasks[" + std::to_string(i) + "]";
       if (!t.is_object()) throw_invalid(where + " must be an object");
       auto rid = t.find("run_id");
-      if (rid != t.end() && !rid->is_null() && *rid != run_id) throw_invalid(where + ".run_id differs from the run's id");
+      if (rid != t.end() && !rid->is_null() && *rid != run_id)
+        throw_invalid(where + ".run_id differs from the run's id");
       try {
         req_string(t, "id");
         req_string(t, "task_name");
@@ -821,8 +833,8 @@ class FirestoreStateStore final : public StateStore {
                            const std::string& run_id) {
     for (const auto& t : rows) {
       if (!taken.insert("id\x1f" + t["id"].get<std::string>()).second || !taken.insert(slot(t)).second)
-        throw_conflict(op + ": duplicate task id or (task_name, parallel_index) in run '" + run_id +
-                       "' (task '" + t["task_name"].get<std::string>() + "'); nothing was written");
+        throw_conflict(op + ": duplicate task id or (task_name, parallel_index) in run '" + run_id + "' (task '" +
+                       t["task_name"].get<std::string>() + "'); nothing was written");
     }
   }
 
@@ -836,7 +848,8 @@ class FirestoreStateStore final : public StateStore {
       json values = json::array();
       for (size_t i = from; i < std::min(all.size(), from + 30); ++i) values.push_back(str_value(all[i]));
       json q = query("tasks", field_filter("task_name", "IN", {{"arrayValue", {{"values", values}}}}));
-      q["select"] = {{"fields", {{{"fieldPath", "id"}}, {{"fieldPath", "task_name"}}, {{"fieldPath", "parallel_index"}}}}};
+      q["select"] = {
+          {"fields", {{{"fieldPath", "id"}}, {{"fieldPath", "task_name"}}, {{"fieldPath", "parallel_index"}}}}};
       for (const auto& d : client_->run_query(rpath, q, c_.page_size)) {
         json t{{"id", d.fields.value("id", json::object()).value("stringValue", "")},
                {"task_name", d.fields.value("task_name", json::object()).value("stringValue", "")},
@@ -850,9 +863,9 @@ class FirestoreStateStore final : public StateStore {
     return out;
   }
 
-  void add_task_writes(const std::string& rpath, const json& t, const std::string& token, json& writes) {
+  void add_task_writes(const std::string& rpath, const json& t, const std::string& token, json& writes, json& parts) {
     std::string name = doc(rpath + "/tasks/" + doc_id(t["id"].get<std::string>()));
-    json fields = encode(kTasks, t, name, writes, token);
+    json fields = encode(kTasks, t, name, parts, token);
     writes.push_back({{"update", {{"name", name}, {"fields", fields}}}, {"currentDocument", {{"exists", false}}}});
   }
 
@@ -875,10 +888,13 @@ class FirestoreStateStore final : public StateStore {
     return out;
   }
 
-  // Commits `chunks` in order. A precondition failure of the first calls `on_first_lost` (the caller throws or
-  // retries); a failure of a later one deletes what the earlier ones wrote (best effort) and throws.
-  void write_chunks(const std::vector<json>& chunks, const std::string& rpath, const std::string& token,
-                    const std::string& op, const std::function<void(const ApiError&)>& on_first_lost) {
+  // Writes `parts`, then commits `chunks` in order. A precondition failure of the first calls `on_first_lost` (the
+  // caller throws or retries); a failure of a later one deletes what the earlier ones wrote (best effort) and
+  // throws. The parts are deleted again on any failure.
+  void write_chunks(const std::vector<json>& chunks, const json& parts, const std::string& rpath,
+                    const std::string& token, const std::string& op,
+                    const std::function<void(const ApiError&)>& on_first_lost) {
+    write_parts(parts);
     for (size_t i = 0; i < chunks.size(); ++i) {
       ApiError err;
       bool ok = false;
@@ -887,10 +903,14 @@ class FirestoreStateStore final : public StateStore {
         ok = client_->commit(chunks[i], &err) || (i == 0 && applied(rpath, token, err));
         if (!ok) failure = err.status + ": " + err.message;
       } catch (const PluginError& e) {
-        if (i == 0) throw;
+        if (i == 0) {
+          drop(parts);
+          throw;
+        }
         failure = e.what();
       }
       if (ok) continue;
+      drop(parts);
       if (i == 0) return on_first_lost(err);
       undo(std::vector<json>(chunks.begin(), chunks.begin() + static_cast<std::ptrdiff_t>(i)));
       throw PluginError(err.status == "ALREADY_EXISTS" ? ORK_ERR_CONFLICT : ORK_ERR_UNAVAILABLE,
@@ -898,6 +918,34 @@ class FirestoreStateStore final : public StateStore {
                             std::to_string(chunks.size()) + " failed (" + failure +
                             "); the earlier ones were rolled back");
     }
+  }
+
+  // Part documents are written in commits of their own before the commit that refers to them (together they may
+  // exceed a commit's 4 MiB limit); until then nothing refers to them. On failure they are deleted again.
+  void write_parts(const json& parts) {
+    try {
+      for (const auto& c : chunk(parts, 0))
+        if (!c.empty()) client_->commit(c, nullptr);
+    } catch (...) {
+      drop(parts);
+      throw;
+    }
+  }
+
+  void drop(const json& parts) {
+    if (parts.empty()) return;
+    undo({parts});
+  }
+
+  // `parts`, then `writes` in one commit (counted as done when a lost answer's retry finds our token at `path`).
+  bool commit_with_parts(const json& parts, const json& writes, const std::string& path, const std::string& token,
+                         ApiError* error = nullptr) {
+    write_parts(parts);
+    ApiError err;
+    if (client_->commit(writes, &err) || applied(path, token, err)) return true;
+    drop(parts);
+    if (error) *error = err;
+    return false;
   }
 
   // Deletes the documents that `chunks` created (whole-document writes; masked updates touch existing ones).

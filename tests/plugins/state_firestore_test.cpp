@@ -150,6 +150,26 @@ class FaultProxy {
     return true;
   }
 
+  // One whole answer (Content-Length, chunked, or until the peer closes).
+  static std::string read_response(int u) {
+    char tmp[65536];
+    std::string resp;
+    size_t head_end = std::string::npos;
+    for (ssize_t n; (n = ::recv(u, tmp, sizeof tmp, 0)) > 0;) {
+      resp.append(tmp, static_cast<size_t>(n));
+      if (head_end == std::string::npos) head_end = resp.find("\r\n\r\n");
+      if (head_end == std::string::npos) continue;
+      std::string head = resp.substr(0, head_end);
+      for (auto& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (size_t p = head.find("content-length:"); p != std::string::npos) {
+        if (resp.size() >= head_end + 4 + std::stoul(head.substr(p + 15))) break;
+      } else if (head.find("transfer-encoding: chunked") != std::string::npos) {
+        if (resp.size() >= 5 && resp.compare(resp.size() - 5, 5, "0\r\n\r\n") == 0) break;
+      }
+    }
+    return resp;
+  }
+
   static void send_all(int c, const std::string& s) {
     for (size_t off = 0; off < s.size();) {
       ssize_t n = ::send(c, s.data() + off, s.size() - off, MSG_NOSIGNAL);
@@ -159,8 +179,9 @@ class FaultProxy {
   }
 
   static std::string answer(int status, const std::string& body) {
-    return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: application/json\r\nContent-Length: " +
-           std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+    return "HTTP/1.1 " + std::to_string(status) +
+           " X\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\nConnection: close\r\n\r\n" + body;
   }
 
   void loop() {
@@ -219,14 +240,13 @@ class FaultProxy {
       line = head.find("\r\n", pos);
       std::string h = head.substr(pos, line - pos);
       std::string hl = lower.substr(pos, line - pos);
-      if (hl.rfind("connection:", 0) == 0) continue;
+      // The emulator reads a bearer token as a Firebase JWT: the proxy checks tokens (auth_) and does not pass them.
+      if (hl.rfind("connection:", 0) == 0 || hl.rfind("authorization:", 0) == 0) continue;
       out += h + "\r\n";
     }
     out += "Connection: close\r\n\r\n" + body;
     send_all(u, out);
-    char tmp[65536];
-    std::string resp;
-    for (ssize_t n; (n = ::recv(u, tmp, sizeof tmp, 0)) > 0;) resp.append(tmp, static_cast<size_t>(n));
+    std::string resp = read_response(u);
     ::close(u);
     send_all(c, late.empty() ? resp : late);
   }
@@ -295,8 +315,7 @@ TEST(FirestoreState, RetriesThrottlingUnavailableAndAbortedAnswers) {
   json cfg = config(proxy.endpoint());
   auto s = open(cfg);
   std::string run_id = ork::new_uuid(), tid = ork::new_uuid();
-  proxy.fault(":commit", 429, R"({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "slow down"}})",
-              2);
+  proxy.fault(":commit", 429, R"({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "slow down"}})", 2);
   s->create_run({{"run", run_record(run_id)}, {"tasks", {task_record(run_id, tid, "a", 0)}}});
   EXPECT_EQ(proxy.seen(":commit"), 3) << "two 429 answers, then the commit";
   proxy.fault(":batchGet", 503, R"({"error": {"code": 503, "status": "UNAVAILABLE", "message": "down"}})", 1);
@@ -308,7 +327,8 @@ TEST(FirestoreState, RetriesThrottlingUnavailableAndAbortedAnswers) {
   // A commit that took effect although its answer was lost (503 after applying): the retry fails its precondition,
   // and the plugin recognises its own write (the token it wrote), so the task is won, not lost to nobody.
   std::string tid2 = ork::new_uuid(), tid3 = ork::new_uuid();
-  s->add_task_runs({{"run_id", run_id}, {"tasks", {task_record(run_id, tid2, "b", 1), task_record(run_id, tid3, "c", 2)}}});
+  s->add_task_runs(
+      {{"run_id", run_id}, {"tasks", {task_record(run_id, tid2, "b", 1), task_record(run_id, tid3, "c", 2)}}});
   proxy.fault(":commit", 503, R"({"error": {"code": 503, "status": "UNAVAILABLE", "message": "lost"}})", 1, true);
   r = s->try_acquire_task({{"run_id", run_id}, {"id", tid3}});
   EXPECT_TRUE(r["acquired"].get<bool>()) << r.dump();
@@ -317,7 +337,10 @@ TEST(FirestoreState, RetriesThrottlingUnavailableAndAbortedAnswers) {
   lost_cfg["max_attempts"] = 1;
   auto once = open(lost_cfg);
   proxy.fault(":commit", 503, R"({"error": {"code": 503, "status": "UNAVAILABLE", "message": "down"}})", 5);
-  EXPECT_EQ(code_of([&] { once->try_acquire_task({{"run_id", run_id}, {"id", tid2}}); }), ORK_ERR_UNAVAILABLE)
+  EXPECT_EQ(code_of([&] {
+              once->try_acquire_task({{"run_id", run_id}, {"id", tid2}});
+            }),
+            ORK_ERR_UNAVAILABLE)
       << "without retries a 503 is UNAVAILABLE";
   EXPECT_EQ(s->get_task_runs({{"run_id", run_id}, {"status", {"pending"}}})["tasks"].size(), 1u);
 }
@@ -432,12 +455,16 @@ TEST(FirestoreState, BigJsonValuesAreSplitIntoPartsAndReplacedCleanly) {
   for (int i = 0; i < 400; ++i) big.push_back(std::string(50, static_cast<char>('a' + i % 26)) + "漢😀");
   for (int round = 0; round < 3; ++round) {
     big.push_back(round);
-    EXPECT_TRUE(s->update_task_run({{"run_id", run_id}, {"id", tid}, {"set", {{"output", big}}},
+    EXPECT_TRUE(s->update_task_run({{"run_id", run_id},
+                                    {"id", tid},
+                                    {"set", {{"output", big}}},
                                     {"expect", {{"status", "pending"}}}})["updated"]
                     .get<bool>());
     EXPECT_EQ(s->get_task_runs({{"run_id", run_id}})["tasks"][0]["output"], big);
   }
-  EXPECT_TRUE(s->update_task_run({{"run_id", run_id}, {"id", tid}, {"set", {{"status", "success"}}},
+  EXPECT_TRUE(s->update_task_run({{"run_id", run_id},
+                                  {"id", tid},
+                                  {"set", {{"status", "success"}}},
                                   {"expect", {{"output", big}}}})["updated"]
                   .get<bool>())
       << "expect compares a split value as a whole";
