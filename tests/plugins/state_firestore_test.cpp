@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -61,6 +62,26 @@ json run_record(const std::string& id, const std::string& status = "pending") {
 
 json task_record(const std::string& run_id, const std::string& id, const std::string& name, int64_t seq) {
   return {{"id", id}, {"run_id", run_id}, {"task_name", name}, {"status", "pending"}, {"seq", seq}};
+}
+
+// One whole answer (Content-Length, chunked, or until the peer closes).
+std::string read_response(int u) {
+  char tmp[65536];
+  std::string resp;
+  size_t head_end = std::string::npos;
+  for (ssize_t n; (n = ::recv(u, tmp, sizeof tmp, 0)) > 0;) {
+    resp.append(tmp, static_cast<size_t>(n));
+    if (head_end == std::string::npos) head_end = resp.find("\r\n\r\n");
+    if (head_end == std::string::npos) continue;
+    std::string head = resp.substr(0, head_end);
+    for (auto& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (size_t p = head.find("content-length:"); p != std::string::npos) {
+      if (resp.size() >= head_end + 4 + std::stoul(head.substr(p + 15))) break;
+    } else if (head.find("transfer-encoding: chunked") != std::string::npos) {
+      if (resp.size() >= 5 && resp.compare(resp.size() - 5, 5, "0\r\n\r\n") == 0) break;
+    }
+  }
+  return resp;
 }
 
 // ---- A tiny HTTP/1.1 proxy in front of the emulator: one request per connection (answers carry Connection:
@@ -148,26 +169,6 @@ class FaultProxy {
       body.append(tmp, static_cast<size_t>(n));
     }
     return true;
-  }
-
-  // One whole answer (Content-Length, chunked, or until the peer closes).
-  static std::string read_response(int u) {
-    char tmp[65536];
-    std::string resp;
-    size_t head_end = std::string::npos;
-    for (ssize_t n; (n = ::recv(u, tmp, sizeof tmp, 0)) > 0;) {
-      resp.append(tmp, static_cast<size_t>(n));
-      if (head_end == std::string::npos) head_end = resp.find("\r\n\r\n");
-      if (head_end == std::string::npos) continue;
-      std::string head = resp.substr(0, head_end);
-      for (auto& ch : head) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      if (size_t p = head.find("content-length:"); p != std::string::npos) {
-        if (resp.size() >= head_end + 4 + std::stoul(head.substr(p + 15))) break;
-      } else if (head.find("transfer-encoding: chunked") != std::string::npos) {
-        if (resp.size() >= 5 && resp.compare(resp.size() - 5, 5, "0\r\n\r\n") == 0) break;
-      }
-    }
-    return resp;
   }
 
   static void send_all(int c, const std::string& s) {
@@ -258,6 +259,27 @@ class FaultProxy {
   std::vector<Fault> faults_;
   std::vector<std::string> log_, auth_, token_bodies_;
 };
+
+// GET http://127.0.0.1:<port><target> straight to the emulator; the answer's body.
+std::string emulator_get(const std::string& target) {
+  std::string e = emulator_endpoint();
+  int port = std::stoi(e.substr(e.rfind(':') + 1));
+  int u = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (::connect(u, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(u);
+    throw std::runtime_error("cannot reach the emulator");
+  }
+  std::string req = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  ::send(u, req.data(), req.size(), MSG_NOSIGNAL);
+  std::string resp = read_response(u);
+  ::close(u);
+  size_t body = resp.find("\r\n\r\n");
+  return body == std::string::npos ? "" : resp.substr(body + 4);
+}
 
 std::string emulator_port() {
   std::string e = emulator_endpoint();
@@ -468,6 +490,19 @@ TEST(FirestoreState, BigJsonValuesAreSplitIntoPartsAndReplacedCleanly) {
                                   {"expect", {{"output", big}}}})["updated"]
                   .get<bool>())
       << "expect compares a split value as a whole";
+  // The stored parts are exactly those of the last value: earlier generations were deleted when it was replaced.
+  json listed = json::parse(emulator_get("/v1/projects/ork-firestore-test/databases/(default)/documents/" +
+                                         cfg["collection_prefix"].get<std::string>() + "runs/" + run_id + "/tasks/" +
+                                         tid + "/blobs?pageSize=1000"));
+  ASSERT_TRUE(listed.contains("documents")) << listed.dump();
+  std::set<std::string> generations;
+  for (const auto& d : listed["documents"]) {
+    std::string name = d["name"];
+    std::string leaf = name.substr(name.rfind('/') + 1);  // output.<gen>.<i>
+    generations.insert(leaf.substr(0, leaf.rfind('.')));
+  }
+  EXPECT_GT(listed["documents"].size(), 10u) << "a 24 kB value over a 1 kB inline limit is split";
+  EXPECT_EQ(generations.size(), 1u) << listed.dump().substr(0, 500);
 }
 
 TEST(FirestoreState, BadConfigIsRefusedWithAClearMessage) {
