@@ -409,12 +409,7 @@ class FirestoreStateStore final : public StateStore {
     q["orderBy"] = {order("created_at", "DESCENDING"), order("id", "ASCENDING")};
     if (!after.is_null()) q["startAt"] = after;
     json runs = load_all(kRuns, client_->run_query("", q, std::min(c_.page_size, limit + 1), limit + 1));
-    json next = nullptr;
-    if (static_cast<int64_t>(runs.size()) > limit) {
-      runs.erase(runs.size() - 1);
-      if (!runs.empty()) next = {{"created_at", runs.back()["created_at"]}, {"id", runs.back()["id"]}};
-    }
-    return {{"runs", std::move(runs)}, {"next", std::move(next)}};
+    return keyset_page(std::move(runs), limit);
   }
 
   json update_run(const json& a) override {

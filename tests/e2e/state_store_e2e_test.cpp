@@ -12,17 +12,10 @@ using ork::json;
 
 namespace {
 
+// The state config, each "{unique}" a fresh id (a collection prefix, so runs on a shared emulator never mix).
 json state_config() {
-  const char* c = std::getenv("ORK_E2E_STATE_CONFIG");
-  std::string text = c && *c ? c : "{}";
-  for (size_t p = text.find("{file:"); p != std::string::npos; p = text.find("{file:", p)) {
-    size_t end = text.find('}', p);
-    std::string v = read_file(text.substr(p + 6, end - p - 6));
-    while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
-    text.replace(p, end - p + 1, v);
-    p += v.size();
-  }
   std::string unique = "e" + ork::new_uuid().substr(0, 8);
+  std::string text = config_from_env("ORK_E2E_STATE_CONFIG").dump();
   for (size_t p = text.find("{unique}"); p != std::string::npos; p = text.find("{unique}", p + unique.size()))
     text.replace(p, 8, unique);
   return json::parse(text);

@@ -140,6 +140,16 @@ inline const Field* field_named(const Table& t, std::string_view name) {
   return nullptr;
 }
 
+// list_runs_page's result from up to limit + 1 runs in page order: the extra run only says that a next page exists.
+inline json keyset_page(json runs, int64_t limit) {
+  json next = nullptr;
+  if (static_cast<int64_t>(runs.size()) > limit) {
+    runs.erase(runs.size() - 1);
+    if (!runs.empty()) next = {{"created_at", runs.back()["created_at"]}, {"id", runs.back()["id"]}};
+  }
+  return {{"runs", std::move(runs)}, {"next", std::move(next)}};
+}
+
 // A UUID v4 string from 128 random bits (ids a plugin assigns itself).
 inline std::string uuid_v4(uint64_t hi, uint64_t lo) {
   hi = (hi & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
