@@ -44,7 +44,7 @@ std::chrono::milliseconds heartbeat_interval() {
 
 namespace ork::worker {
 
-int run_attempt(const std::string& spec_key, SignalWatch& signals) {
+int run_attempt(const std::string& spec_key, SignalWatch& signals, const ObjectProxy* preloaded) {
   if (spec_key.empty()) return usage_error("ORK_TASK_SPEC_PATH is not set (or pass --spec KEY)");
   const char* store_env = std::getenv("ORK_OBJECT_STORE");
   if (!store_env || !*store_env) return usage_error("ORK_OBJECT_STORE is not set");
@@ -72,14 +72,18 @@ int run_attempt(const std::string& spec_key, SignalWatch& signals) {
     if (secrets.is_discarded() || !secrets.is_object()) return usage_error("ORK_TASK_SECRETS must be a JSON object");
   }
 
-  std::unique_ptr<ork::ObjectProxy> store;
+  std::unique_ptr<ork::ObjectProxy> loaded;
+  const ork::ObjectProxy* store = preloaded;
   ork::json spec;
-  try {
-    store = ork::load_plugin<ork::ObjectProxy>("object", ref["library"].get<std::string>(),
-                                               ref.value("config", ork::json::object()));
-  } catch (const std::exception& e) {
-    std::cerr << "ork-worker: cannot load the object store: " << e.what() << std::endl;
-    return kExitUsage;
+  if (!store) {
+    try {
+      loaded = ork::load_plugin<ork::ObjectProxy>("object", ref["library"].get<std::string>(),
+                                                  ref.value("config", ork::json::object()));
+    } catch (const std::exception& e) {
+      std::cerr << "ork-worker: cannot load the object store: " << e.what() << std::endl;
+      return kExitUsage;
+    }
+    store = loaded.get();
   }
   try {
     auto text = store->get(spec_key);
@@ -127,5 +131,5 @@ int main(int argc, char** argv) {
     }
   }
   SignalWatch signals;  // before any thread starts (plugins may start some)
-  return run_attempt(spec_key, signals);
+  return run_attempt(spec_key, signals, nullptr);
 }

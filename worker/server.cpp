@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -37,7 +38,7 @@ void emit(const json& event) {
 }
 
 // In the forked child: the environment, descriptors and signal state of a freshly exec'ed worker, then the attempt.
-[[noreturn]] void child_main(const json& req, int signal_fd) {
+[[noreturn]] void child_main(const json& req, int signal_fd, const ObjectProxy* store) {
   ::close(signal_fd);
   ::setpgid(0, 0);
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -62,11 +63,56 @@ void emit(const json& event) {
   {
     SignalWatch signals;  // the mask (TERM, INT, CHLD blocked) came through fork; a fresh signalfd reads it
     const char* spec = std::getenv("ORK_TASK_SPEC_PATH");
-    rc = run_attempt(spec ? spec : "", signals);
+    rc = run_attempt(spec ? spec : "", signals, store);
   }
   std::cout.flush();
   std::cerr.flush();
   ::_exit(rc);
+}
+
+// True when the library's static info (read from its descriptor, before any instance exists) lists "fork_safe".
+bool fork_safe(void* handle) {
+  auto entry = reinterpret_cast<ork_plugin_entry_fn>(::dlsym(handle, ORK_PLUGIN_ENTRY_SYMBOL));
+  const ork_plugin_descriptor* d = entry ? entry() : nullptr;
+  if (!d || d->struct_size < offsetof(ork_plugin_descriptor, info_json) + sizeof(d->info_json) || !d->info_json)
+    return false;
+  json info = json::parse(d->info_json, nullptr, false);
+  if (!info.is_object()) return false;
+  auto caps = info.find("capabilities");
+  if (caps == info.end() || !caps->is_array()) return false;
+  for (const auto& c : *caps)
+    if (c == "fork_safe") return true;
+  return false;
+}
+
+// Maps the object-store library named by an ORK_OBJECT_STORE value once; for a fork-safe plugin also creates the
+// instance once and returns it (else nullptr: each child creates its own, like a freshly started worker).
+const ObjectProxy* preload_store(const std::string& store,
+                                 std::map<std::string, std::unique_ptr<void, int (*)(void*)>>& preloaded,
+                                 std::map<std::string, std::unique_ptr<ObjectProxy>>& instances) {
+  if (auto it = instances.find(store); it != instances.end()) return it->second.get();
+  json ref = json::parse(store, nullptr, false);
+  if (!ref.is_object() || !ref.value("library", json()).is_string()) return nullptr;
+  const std::string lib = ref["library"].get<std::string>();
+  if (!preloaded.count(lib)) {
+    void* handle = nullptr;
+    try {
+      handle = ::dlopen(find_plugin_library(lib).c_str(), RTLD_NOW | RTLD_LOCAL);
+    } catch (const std::exception&) {
+      // not found: the child reports it like a freshly started worker would
+    }
+    preloaded.emplace(lib, std::unique_ptr<void, int (*)(void*)>(
+                               handle, handle ? ::dlclose : [](void*) { return 0; }));
+  }
+  void* handle = preloaded.at(lib).get();
+  if (!handle || !fork_safe(handle)) return nullptr;
+  std::unique_ptr<ObjectProxy> proxy;
+  try {
+    proxy = load_plugin<ObjectProxy>("object", lib, ref.value("config", json::object()));
+  } catch (const std::exception&) {
+    return nullptr;  // the child loads it again and reports the error on its own stderr
+  }
+  return instances.emplace(store, std::move(proxy)).first->second.get();
 }
 
 }  // namespace
@@ -89,6 +135,9 @@ int serve() {
   std::map<pid_t, std::string> children;  // pid (= process group) -> request id
   using Library = std::unique_ptr<void, int (*)(void*)>;
   std::map<std::string, Library> preloaded;  // object-store libraries, mapped once for all forks
+  // Instances of fork-safe object stores (capability "fork_safe"), created once per ORK_OBJECT_STORE value and used
+  // by every forked attempt: no per-attempt plugin set-up (root resolution, descriptors, random seeds).
+  std::map<std::string, std::unique_ptr<ObjectProxy>> instances;
   std::string buffer;
   bool input_open = true;
   while (input_open || !children.empty()) {
@@ -140,24 +189,9 @@ int serve() {
       std::string store;
       if (auto env = req.find("env"); env != req.end() && env->is_object())
         if (auto ref = env->find("ORK_OBJECT_STORE"); ref != env->end() && ref->is_string()) store = *ref;
-      if (!store.empty()) {
-        json ref = json::parse(store, nullptr, false);
-        if (ref.is_object() && ref.value("library", json()).is_string()) {
-          std::string lib = ref["library"].get<std::string>();
-          if (!preloaded.count(lib)) {
-            void* handle = nullptr;
-            try {
-              handle = ::dlopen(find_plugin_library(lib).c_str(), RTLD_NOW | RTLD_LOCAL);
-            } catch (const std::exception&) {
-              // not found: the child reports it like a freshly started worker would
-            }
-            preloaded.emplace(lib, Library(
-                                       handle, handle ? ::dlclose : [](void*) { return 0; }));
-          }
-        }
-      }
+      const ObjectProxy* instance = store.empty() ? nullptr : preload_store(store, preloaded, instances);
       pid_t pid = ::fork();
-      if (pid == 0) child_main(req, sfd.get());
+      if (pid == 0) child_main(req, sfd.get(), instance);
       if (pid < 0) {
         emit(json{{"id", id}, {"error", std::string("fork: ") + ::strerror(errno)}});
         continue;

@@ -10,8 +10,8 @@ namespace ork::worker {
 
 int serve();
 
-// One attempt in this process: loads the object store named by ORK_OBJECT_STORE, reads the spec, runs it; the exit
-// code.
-int run_attempt(const std::string& spec_key, SignalWatch& signals);
+// One attempt in this process: reads the spec, runs it; the exit code. The object store is `preloaded` (created
+// before the fork, fork-safe plugins only) or else loaded as ORK_OBJECT_STORE names it.
+int run_attempt(const std::string& spec_key, SignalWatch& signals, const ObjectProxy* preloaded);
 
 }  // namespace ork::worker

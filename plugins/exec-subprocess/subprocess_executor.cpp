@@ -312,7 +312,8 @@ class SubprocessExecutor : public ork::Executor {
     return json{{"state", c.state},
                 {"exit_code", c.exit_code ? json(*c.exit_code) : json(nullptr)},
                 {"signal", c.signal ? json(*c.signal) : json(nullptr)},
-                {"message", c.message}};
+                {"message", c.message},
+                {"pid", c.pid > 0 ? json(c.pid) : json(nullptr)}};
   }
 
   json cancel(const json& a) override {

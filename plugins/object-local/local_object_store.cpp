@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdio.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -13,10 +14,10 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <optional>
 #include <ork/plugin.hpp>
-#include <random>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -107,6 +108,11 @@ bool within(const fs::path& root, const fs::path& p) {
 
 class LocalObjectStore : public ork::ObjectStore {
  public:
+  // fork_safe: no threads and no per-process state, so an instance made before fork() works in the child (the
+  // resident worker shares one across its forked attempts).
+  static constexpr const char* kInfo =
+      R"({"description": "Objects as files under a local folder", "capabilities": ["if_none_match", "streaming", "fork_safe"]})";
+
   LocalObjectStore(const json& cfg, ork::HostServices host) : host_(host) {
     if (!cfg.is_object() || !cfg.contains("root") || !cfg["root"].is_string() || cfg["root"].get<std::string>().empty())
       ork::throw_invalid("object-local: config needs \"root\": \"/path\"");
@@ -120,8 +126,9 @@ class LocalObjectStore : public ork::ObjectStore {
     if (!fs::is_directory(root_)) ork::throw_invalid("object-local: root " + root_.string() + " is not a directory");
     root_fd_ = UniqueFd(::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!root_fd_) ork::throw_invalid("object-local: cannot open root " + root_.string() + ": " + std::strerror(errno));
-    std::random_device rd;
-    temp_tag_ = std::to_string(::getpid()) + "-" + std::to_string((uint64_t{rd()} << 32) | rd());
+    uint64_t r = 0;
+    if (::getrandom(&r, sizeof r, 0) != static_cast<ssize_t>(sizeof r)) r = static_cast<uint64_t>(::time(nullptr));
+    temp_tag_ = std::to_string(r);
     host_.log(ORK_LOG_DEBUG, "object-local: root " + root_.string() + (fsync_ ? " (fsync)" : ""));
   }
 
@@ -170,8 +177,7 @@ class LocalObjectStore : public ork::ObjectStore {
     if (!fd) return false;
     fs::path target(path);
     fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
-    std::string tmp =
-        (dir / (std::string(kTempPrefix) + temp_tag_ + "-" + std::to_string(counter_.fetch_add(1)))).string();
+    std::string tmp = (dir / temp_name()).string();
     UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     if (!out) ork::throw_invalid("object-local: get_file: cannot create " + tmp + ": " + std::strerror(errno));
     TempFileGuard guard(AT_FDCWD, tmp);
@@ -364,7 +370,7 @@ class LocalObjectStore : public ork::ObjectStore {
 
   std::pair<std::string, UniqueFd> create_temp(int dir, const std::string& key) {
     for (int i = 0; i < 100; ++i) {
-      std::string tmp = std::string(kTempPrefix) + temp_tag_ + "-" + std::to_string(counter_.fetch_add(1));
+      std::string tmp = temp_name();
       int fd = ::openat(dir, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
       if (fd >= 0) return {tmp, UniqueFd(fd)};
       if (errno != EEXIST) throw_errno("object-local: create temp file for " + key, errno);
@@ -428,6 +434,12 @@ class LocalObjectStore : public ork::ObjectStore {
         }
       }
     }
+  }
+
+  // Unique per process and call: the pid is read at each call, as a fork-safe instance is shared by forked workers.
+  std::string temp_name() {
+    return std::string(kTempPrefix) + std::to_string(::getpid()) + "-" + temp_tag_ + "-" +
+           std::to_string(counter_.fetch_add(1));
   }
 
   ork::HostServices host_;
