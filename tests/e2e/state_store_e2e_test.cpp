@@ -49,7 +49,9 @@ TEST(StateStoreE2E, QuickstartRunsWithThisStateStore) {
   for (const auto& t : tasks) {
     EXPECT_EQ(t["status"], "success") << t.dump();
     EXPECT_EQ(t["attempt"], 1);
-    if (t["task_name"] == "fetch") EXPECT_EQ(t["output"]["data"], text);
+    if (t["task_name"] == "fetch") {
+      EXPECT_EQ(t["output"]["data"], text);
+    }
   }
   EXPECT_TRUE(st->get_workflow({{"name", "data_pipeline"}})) << "the workflow was registered in this store";
 }
