@@ -184,7 +184,7 @@ class FirestoreStateStore final : public StateStore {
     c_.page_size = cfg_int(cfg, kName, "page_size", 1000, 1, 10000);
     c_.max_writes = cfg_int(cfg, kName, "max_writes_per_commit", 500, 3, 500);
     c_.inline_limit = cfg_int(cfg, kName, "inline_json_limit", 256 * 1024, 16, 900 * 1000);
-    c_.part_size = std::min<int64_t>(c_.part_size, std::max<int64_t>(c_.inline_limit, 16));
+    c_.part_size = std::min<int64_t>(c_.part_size, 4 * c_.inline_limit);  // 800 kB, smaller only in tests
 
     ClientOptions co;
     co.base_url = c_.base_url;
