@@ -827,8 +827,53 @@ TaskOutcome failure(const std::string& type, const std::string& message, json de
   return o;
 }
 
+// A plain container task, run by ork-worker inside the task's own image (a container executor mounts the worker
+// there and sets ORK_CONTAINER_TASK=1): the input JSON goes to `input_to_file`, the output comes from
+// `output_from_file`, else by the shell rules; no `command` runs the image's own ORK_CONTAINER_DEFAULT_COMMAND.
+static TaskOutcome run_container(const json& spec, TaskLog& log, SignalWatch& signals) {
+  EnvMap env = task_env(spec);
+  TempDir tmp;
+  io_env(spec, env, tmp, log);
+  json input = spec.value("input", json());
+  if (input.is_object()) input.erase("to_file");
+  if (auto to = str(spec, "input_to_file"); !to.empty()) {
+    std::error_code ec;
+    fs::create_directories(fs::path(to).parent_path(), ec);
+    write_file(to, dump(input));
+  }
+  std::vector<std::string> argv;
+  const json command = spec.value("command", json());
+  if (command.is_string() && !command.get<std::string>().empty()) {
+    argv = {"/bin/sh", "-c", command.get<std::string>()};
+  } else if (command.is_array() && !command.empty()) {
+    for (const auto& a : command) argv.push_back(env_value(a));
+  } else {
+    const char* def = std::getenv("ORK_CONTAINER_DEFAULT_COMMAND");
+    json d = def ? json::parse(def, nullptr, false) : json();
+    if (d.is_array())
+      for (const auto& a : d) argv.push_back(env_value(a));
+    if (argv.empty())
+      return failure("spec_error", "task '" + str(spec, "task_name") + "' has no command and the image '" +
+                                       str(spec, "image") + "' defines none");
+  }
+  std::error_code ec;
+  std::string cwd = fs::current_path(ec).string();
+  TaskOutcome o = run_command(spec, cwd.empty() ? "/" : cwd, std::move(env), std::move(argv), tmp, log, signals, false);
+  if (auto from = str(spec, "output_from_file"); o.ok && !from.empty()) {
+    auto text = read_file(from);
+    if (!text) return failure("output_error", "the container wrote no output file " + from);
+    json j = json::parse(*text, nullptr, false);
+    if (j.is_discarded()) return failure("output_error", "the output file " + from + " is not valid JSON");
+    o.output = std::move(j);
+  }
+  return o;
+}
+
 TaskOutcome run_runtime(const json& spec, TaskLog& log, SignalWatch& signals) {
   try {
+    if (str(spec, "executor") == "container" && std::getenv("ORK_CONTAINER_TASK") &&
+        std::string(std::getenv("ORK_CONTAINER_TASK")) == "1")
+      return run_container(spec, log, signals);
     std::string executor = str(spec, "executor");
     if (executor.empty()) {  // infer from the task's shape
       const std::string file = str(spec, "file");

@@ -58,6 +58,15 @@ struct HttpClient::Impl {
       cfg.set_timeout(std::chrono::duration_cast<std::chrono::microseconds>(o.timeout));
       cfg.set_validate_certificates(o.verify_tls);
       cfg.set_chunksize(256 * 1024);
+      if (!o.ca_pem.empty() || !o.client_cert_pem.empty()) {
+        cfg.set_ssl_context_callback(
+            [ca = o.ca_pem, cert = o.client_cert_pem, key = o.client_key_pem](boost::asio::ssl::context& ctx) {
+              if (!ca.empty()) ctx.add_certificate_authority(boost::asio::buffer(ca.data(), ca.size()));
+              if (!cert.empty()) ctx.use_certificate_chain(boost::asio::buffer(cert.data(), cert.size()));
+              if (!key.empty())
+                ctx.use_private_key(boost::asio::buffer(key.data(), key.size()), boost::asio::ssl::context::pem);
+            });
+      }
       c = std::make_unique<http::client::http_client>(web::uri(origin), cfg);
     }
     return *c;
@@ -149,6 +158,51 @@ HttpResponse HttpClient::send_once(const HttpRequest& req) const {
   } catch (...) {
     cleanup();
     throw;
+  }
+  return out;
+}
+
+struct StreamCanceller::Impl {
+  pplx::cancellation_token_source source;
+};
+StreamCanceller::StreamCanceller() : impl_(std::make_unique<Impl>()) {}
+StreamCanceller::~StreamCanceller() = default;
+void StreamCanceller::cancel() {
+  impl_->source.cancel();
+}
+
+HttpResponse HttpClient::stream_lines(const HttpRequest& req, const std::function<bool(const std::string&)>& on_line,
+                                      StreamCanceller& cancel) const {
+  Url u = parse_url(req.url);
+  auto& client = impl_->client_for(u.origin(), options_);
+  http::http_request msg(http::method(req.method));
+  msg.set_request_uri(web::uri(u.target()));
+  for (const auto& [k, v] : req.headers)
+    if (to_lower(k) != "content-length" && to_lower(k) != "content-type") msg.headers().add(k, v);
+  HttpResponse out;
+  try {
+    auto token = cancel.impl_->source.get_token();
+    http::http_response resp = client.request(msg, token).get();
+    out.status = resp.status_code();
+    for (const auto& [k, v] : resp.headers()) out.headers.emplace_back(to_lower(k), v);
+    auto body = resp.body();
+    if (!out.ok()) {
+      streams::container_buffer<std::string> buf;
+      body.read_to_end(buf).wait();
+      out.body = std::move(buf.collection());
+      return out;
+    }
+    for (;;) {
+      if (token.is_canceled()) throw HttpError(req.method + " " + without_query(req.url) + ": cancelled");
+      streams::container_buffer<std::string> line;
+      size_t n = body.read_line(line).get();
+      if (n == 0 && body.is_eof()) break;
+      if (!line.collection().empty() && !on_line(line.collection())) break;
+    }
+  } catch (const http::http_exception& e) {
+    throw HttpError(req.method + " " + without_query(req.url) + ": " + e.what());
+  } catch (const pplx::task_canceled&) {
+    throw HttpError(req.method + " " + without_query(req.url) + ": cancelled");
   }
   return out;
 }

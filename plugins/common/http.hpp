@@ -50,11 +50,28 @@ struct HttpOptions {
   // tests of virtual-host addressing and for reaching a service through a tunnel.
   std::string connect_to;
   bool verify_tls = true;
+  // PEM text (not file names): extra trusted CA certificates, and a client certificate chain + key (mutual TLS).
+  std::string ca_pem, client_cert_pem, client_key_pem;
 };
 
 // A transport failure (no HTTP status) after every attempt; the message names the method and URL without query.
 class HttpError : public std::runtime_error {
   using std::runtime_error::runtime_error;
+};
+
+// Lets another thread abort a streaming request (HttpClient::stream_lines).
+class StreamCanceller {
+ public:
+  StreamCanceller();
+  ~StreamCanceller();
+  StreamCanceller(const StreamCanceller&) = delete;
+  StreamCanceller& operator=(const StreamCanceller&) = delete;
+  void cancel();
+
+ private:
+  friend class HttpClient;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 class HttpClient {
@@ -71,6 +88,11 @@ class HttpClient {
   HttpResponse send(const HttpRequest& req, const Prepare& prepare = {}) const;
   // One attempt, no retries.
   HttpResponse send_once(const HttpRequest& req) const;
+  // One attempt whose 2xx body is handed to `on_line` line by line as it arrives (a watch / event stream), until
+  // the body ends, on_line returns false or `cancel` fires (then HttpError). A non-2xx answer comes back with its
+  // body. The per-request timeout applies between arrivals.
+  HttpResponse stream_lines(const HttpRequest& req, const std::function<bool(const std::string& line)>& on_line,
+                            StreamCanceller& cancel) const;
 
   const HttpOptions& options() const { return options_; }
   static bool retryable_status(int status) { return status == 408 || status == 429 || status >= 500; }

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "aws_credentials.hpp"
 #include "unique_fd.hpp"
 
 namespace ork::common {
@@ -122,6 +123,23 @@ inline std::string cfg_prefix(const nlohmann::json& cfg, const char* plugin) {
   if (p.back() != '/') p += '/';
   check_object_key(p, true, plugin);
   return p;
+}
+
+// The AWS credentials fields of a plugin's config (access_key_id, secret_access_key, session_token, profile): the
+// chain starts with them when given.
+inline AwsCredentialsOptions aws_credentials_options(const nlohmann::json& cfg, const char* plugin) {
+  AwsCredentialsOptions co;
+  co.access_key_id = cfg_string(cfg, plugin, "access_key_id");
+  co.secret_access_key = cfg_string(cfg, plugin, "secret_access_key");
+  co.session_token = cfg_string(cfg, plugin, "session_token");
+  co.profile = cfg_string(cfg, plugin, "profile");
+  return co;
+}
+// The region: config "region", else what the environment / profile says, else us-east-1.
+inline std::string aws_region(const nlohmann::json& cfg, const char* plugin, const AwsCredentialsProvider& creds) {
+  std::string region = cfg_string(cfg, plugin, "region");
+  if (region.empty()) region = creds.region_hint();
+  return region.empty() ? "us-east-1" : region;
 }
 
 }  // namespace ork::common

@@ -56,15 +56,8 @@ class S3ObjectStore : public ork::ObjectStore {
     if (bucket_.size() < 3 || bucket_.size() > 63 || bucket_.find('/') != std::string::npos)
       ork::throw_invalid("object-s3: \"bucket\" must be a bucket name (3-63 characters, no '/')");
     prefix_ = cfg_prefix(cfg, kName);
-    AwsCredentialsOptions co;
-    co.access_key_id = cfg_string(cfg, kName, "access_key_id");
-    co.secret_access_key = cfg_string(cfg, kName, "secret_access_key");
-    co.session_token = cfg_string(cfg, kName, "session_token");
-    co.profile = cfg_string(cfg, kName, "profile");
-    creds_ = std::make_unique<AwsCredentialsProvider>(co);
-    region_ = cfg_string(cfg, kName, "region");
-    if (region_.empty()) region_ = creds_->region_hint();
-    if (region_.empty()) region_ = "us-east-1";
+    creds_ = std::make_unique<AwsCredentialsProvider>(aws_credentials_options(cfg, kName));
+    region_ = aws_region(cfg, kName, *creds_);
     std::string endpoint = cfg_string(cfg, kName, "endpoint");
     std::string addressing = cfg_string(cfg, kName, "addressing", endpoint.empty() ? "virtual" : "path");
     if (addressing != "path" && addressing != "virtual")

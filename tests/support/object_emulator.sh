@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Object-store backends for tests, each on a free 127.0.0.1 port with its data in <dir>, stopped by the PID started:
-#   object_emulator.sh start moto|azurite|gcs|firestore <dir>   writes <dir>/port, <dir>/endpoint (http://127.0.0.1:PORT), <dir>/pid
+#   object_emulator.sh start moto|azurite|gcs|cloudrun|k8s|ecs|firestore <dir>   writes <dir>/port, <dir>/endpoint (http://127.0.0.1:PORT), <dir>/pid
 #   object_emulator.sh stop  moto|azurite|gcs <dir>   SIGTERM to that process group (SIGKILL after 10 s), rm -rf <dir>
 # moto: the pyenv Python's moto server (S3). azurite: npm azurite@3, installed on first use into
 # $ORK_NPM_CACHE (default ~/.cache/ork/npm)/azurite3. gcs: tests/fakes/gcs_fake.py (standard-library Python).
+# cloudrun, k8s, ecs: the job-API fakes tests/fakes/<kind>_fake.py (they run job containers as local processes, so
+# stopping the group also stops what they started).
 # firestore: `gcloud emulators firestore start` (Java); ready when GET / answers "Ok" (deadline 120 s).
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 start|stop moto|azurite|gcs|firestore <dir>" >&2
+  echo "usage: $0 start|stop moto|azurite|gcs|cloudrun|k8s|ecs|firestore <dir>" >&2
   exit 2
 }
 [ $# -eq 3 ] || usage
@@ -96,7 +98,7 @@ case "$verb" in
     case "$kind" in
       moto) [ -x "$pyenv_py" ] || { echo "object_emulator: moto needs $pyenv_py (pyenv Python with moto)" >&2; exit 1; } ;;
       azurite) azbin=$(azurite_bin) ;;
-      gcs) py=$(any_python) ;;
+      gcs | cloudrun | k8s | ecs) py=$(any_python) ;;
       firestore) command -v gcloud >/dev/null || { echo "object_emulator: firestore needs gcloud" >&2; exit 1; } ;;
       *) usage ;;
     esac
@@ -107,7 +109,8 @@ case "$verb" in
         azurite)
           setsid node "$azbin" --blobHost 127.0.0.1 --blobPort "$port" --location "$dir/data" --skipApiVersionCheck \
             --disableTelemetry --silent >"$dir/server.log" 2>&1 & ;;
-        gcs) setsid "$py" "$here/../fakes/gcs_fake.py" --port "$port" --data "$dir/data" >"$dir/server.log" 2>&1 & ;;
+        gcs | cloudrun | k8s | ecs)
+          setsid "$py" "$here/../fakes/${kind}_fake.py" --port "$port" --data "$dir/data" >"$dir/server.log" 2>&1 & ;;
         firestore)
           CLOUDSDK_CONFIG="$dir/data" setsid gcloud emulators firestore start --host-port="127.0.0.1:$port" \
             --quiet >"$dir/server.log" 2>&1 & ;;

@@ -446,6 +446,41 @@ TEST_F(WorkerTest, UnknownExecutorIsASpecError) {
   EXPECT_FAILED(r, "spec_error");
 }
 
+// A plain container task run in place (what exec-docker starts inside the task's image, ORK_CONTAINER_TASK=1).
+TEST_F(WorkerTest, ContainerTaskInPlaceWritesInputFileAndReadsOutputFile) {
+  fs::path in = root_ / "ctr" / "in" / "input.json", out = root_ / "ctr" / "out.json";
+  json spec = make_spec(
+      {{"executor", "container"},
+       {"image", "example/img:1"},
+       {"base_dir", "/nonexistent/on/this/side"},  // the host's dir: not needed in the container
+       {"input", {{"to_file", in.string()}, {"n", 21}}},
+       {"input_to_file", in.string()},
+       {"output_from_file", out.string()},
+       {"command", "test ! -e \"" + out.string() + "\" && sed 's/.*\"n\":\\([0-9]*\\).*/{\"twice\": \\1\\1}/' \"" +
+                       in.string() + "\" > \"" + out.string() + "\"; echo not-the-output"}});
+  auto r = run(spec, {{"ORK_CONTAINER_TASK", "1"}});
+  EXPECT_SUCCESS(r);
+  EXPECT_EQ(read_text(in.string()), R"({"n":21})") << "to_file is not part of the input";
+  ASSERT_TRUE(r.output);
+  EXPECT_EQ(*r.output, (json{{"twice", 2121}}));
+}
+
+TEST_F(WorkerTest, ContainerTaskInPlaceRunsTheImageDefaultCommandAndChecksTheOutputFile) {
+  json spec = make_spec({{"executor", "container"}, {"image", "example/img:1"}, {"command", nullptr}});
+  auto r = run(spec, {{"ORK_CONTAINER_TASK", "1"}, {"ORK_CONTAINER_DEFAULT_COMMAND", R"(["echo", "{\"d\": 1}"])"}});
+  EXPECT_SUCCESS(r);
+  ASSERT_TRUE(r.output);
+  EXPECT_EQ(*r.output, (json{{"d", 1}}));
+
+  json missing = make_spec({{"executor", "container"},
+                            {"image", "example/img:1"},
+                            {"command", "true"},
+                            {"output_from_file", (root_ / "never-written.json").string()}});
+  EXPECT_FAILED(run(missing, {{"ORK_CONTAINER_TASK", "1"}}), "output_error");
+  // Without the flag (a worker outside a container executor) a container task is still refused.
+  EXPECT_FAILED(run(make_spec({{"executor", "container"}, {"image", "x"}, {"command", "true"}})), "spec_error");
+}
+
 TEST_F(WorkerTest, MissingConfigurationExitsWithCode2) {
   json spec = make_spec({{"command", "true"}});
   auto no_spec = finish(start(spec, {{"ORK_TASK_SPEC_PATH", ""}}), nullptr);
