@@ -3,9 +3,11 @@
 // success (CAS on status/attempt), as the engine does. Prints a markdown table of tasks/s, then one of per-operation
 // latency (median and p95 of single calls from one thread).
 //   state_bench [--tasks N] [--hosts 1,4] [--pg URL | --pg @FILE] [--sqlite-dir DIR]
-//               [--dynamodb NAME=ENDPOINT|NAME=@FILE ...] [--dynamodb-tasks N]
+//               [--dynamodb NAME=ENDPOINT|NAME=@FILE ...] [--dynamodb-tasks N] [--firestore ENDPOINT|@FILE]
+//               [--firestore-tasks N]
 // Without --pg (or ORK_BENCH_PG_URL) the postgres rows are skipped; the sqlite database goes to a temp dir.
 // Each --dynamodb adds "dynamodb (NAME)" rows against that endpoint (an emulator: keys test/test, a fresh table).
+// --firestore (an emulator's http://host:port) adds Firestore rows (fewer tasks: every call is HTTP).
 // Built as `state_bench` by tests/plugins/CMakeLists.txt; not a ctest test.
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
@@ -179,6 +181,8 @@ int main(int argc, char** argv) {
   std::string sqlite_dir;
   std::vector<std::pair<std::string, std::string>> dynamo;  // name, endpoint
   size_t dynamo_tasks = 2000;
+  std::string firestore;  // emulator endpoint
+  size_t firestore_tasks = 1000;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--tasks") {
@@ -202,13 +206,18 @@ int main(int argc, char** argv) {
       dynamo.emplace_back(name, endpoint);
     } else if (a == "--dynamodb-tasks") {
       dynamo_tasks = std::stoul(arg_value(i, argc, argv));
+    } else if (a == "--firestore") {
+      firestore = arg_value(i, argc, argv);
+    } else if (a == "--firestore-tasks") {
+      firestore_tasks = std::stoul(arg_value(i, argc, argv));
     } else if (a == "--hosts") {
       host_counts.clear();
       std::stringstream ss(arg_value(i, argc, argv));
       for (std::string h; std::getline(ss, h, ',');) host_counts.push_back(std::stoi(h));
     } else {
       std::cerr << "usage: state_bench [--tasks N] [--hosts 1,4] [--pg URL|@FILE] [--sqlite-dir DIR] "
-                   "[--dynamodb NAME=ENDPOINT|NAME=@FILE ...] [--dynamodb-tasks N]\n";
+                   "[--dynamodb NAME=ENDPOINT|NAME=@FILE ...] [--dynamodb-tasks N] [--firestore ENDPOINT|@FILE] "
+                   "[--firestore-tasks N]\n";
       return 2;
     }
   }
@@ -216,6 +225,16 @@ int main(int argc, char** argv) {
     std::ifstream in(pg.substr(1));
     std::getline(in, pg);
   }
+  if (!firestore.empty() && firestore[0] == '@') {
+    std::ifstream in(firestore.substr(1));
+    std::getline(in, firestore);
+  }
+  // Firestore: a fresh collection prefix per measurement, so runs never see each other's documents.
+  auto firestore_config = [&] {
+    return json{{"project", "ork-bench"},
+                {"emulator_host", firestore},
+                {"collection_prefix", "b" + ork::new_uuid().substr(0, 8) + "_"}};
+  };
   spdlog::set_level(spdlog::level::warn);
   std::string tmp;
   if (sqlite_dir.empty()) {
@@ -240,6 +259,7 @@ int main(int argc, char** argv) {
     latencies("sqlite", "ork-state-sqlite", {{"path", sqlite_dir + "/latency.db"}}, lat);
     if (!pg.empty()) latencies("postgres", "ork-state-postgres", {{"url", pg}, {"schema", "ork_bench_lat"}}, lat);
     for (const auto& [backend, cfg] : dynamo_cfgs) latencies(backend, "ork-state-dynamodb", cfg, lat);
+    if (!firestore.empty()) latencies("firestore (emulator)", "ork-state-firestore", firestore_config(), lat);
     for (int hosts : host_counts) {
       std::string db = sqlite_dir + "/bench-" + std::to_string(hosts) + ".db";
       for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
@@ -248,6 +268,9 @@ int main(int argc, char** argv) {
         rows.push_back(measure("postgres", "ork-state-postgres", {{"url", pg}, {"schema", "ork_bench"}}, hosts, n));
       for (const auto& [backend, cfg] : dynamo_cfgs)
         rows.push_back(measure(backend, "ork-state-dynamodb", cfg, hosts, dynamo_tasks));
+      if (!firestore.empty())
+        rows.push_back(measure("firestore (emulator)", "ork-state-firestore", firestore_config(), hosts,
+                               std::min(n, firestore_tasks)));
     }
   } catch (const std::exception& e) {
     std::cerr << "state_bench: " << e.what() << "\n";

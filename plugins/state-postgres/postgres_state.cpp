@@ -396,12 +396,7 @@ class PostgresStateStore final : public StateStore {
     params.push_back(limit + 1);  // one more row says whether a next page exists
     std::string order = " ORDER BY created_at DESC, id LIMIT $" + std::to_string(params.size());
     json runs = pool_->run(Retry::Always, [&](Conn& c) { return fetch(c, kRuns, where + order, params); });
-    json next = nullptr;
-    if (static_cast<int64_t>(runs.size()) > limit) {
-      runs.erase(runs.size() - 1);
-      if (!runs.empty()) next = {{"created_at", runs.back()["created_at"]}, {"id", runs.back()["id"]}};
-    }
-    return {{"runs", std::move(runs)}, {"next", std::move(next)}};
+    return keyset_page(std::move(runs), limit);
   }
 
   json update_run(const json& a) override {

@@ -411,12 +411,7 @@ class SqliteStateStore final : public StateStore {
     params.push_back(limit + 1);  // one more row says whether a next page exists
     std::lock_guard lk(mu_);
     json runs = fetch(kRuns, where + " ORDER BY created_at DESC, id ASC LIMIT ?", params);
-    json next = nullptr;
-    if (static_cast<int64_t>(runs.size()) > limit) {
-      runs.erase(runs.size() - 1);
-      if (!runs.empty()) next = {{"created_at", runs.back()["created_at"]}, {"id", runs.back()["id"]}};
-    }
-    return {{"runs", std::move(runs)}, {"next", std::move(next)}};
+    return keyset_page(std::move(runs), limit);
   }
 
   json update_run(const json& a) override {

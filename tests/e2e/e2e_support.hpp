@@ -26,6 +26,21 @@ inline json last_run(const std::string& home) {
   return run;
 }
 
+// A plugin config from an environment variable's JSON text (`dflt` when unset) in which every "{file:PATH}" becomes
+// the trimmed contents of PATH (e.g. an emulator's endpoint written at run time).
+inline json config_from_env(const char* var, const std::string& dflt = "{}") {
+  const char* c = std::getenv(var);
+  std::string text = c && *c ? c : dflt;
+  for (size_t p = text.find("{file:"); p != std::string::npos; p = text.find("{file:", p)) {
+    size_t end = text.find('}', p);
+    std::string v = read_file(text.substr(p + 6, end - p - 6));
+    while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
+    text.replace(p, end - p + 1, v);
+    p += v.size();
+  }
+  return json::parse(text);
+}
+
 // YAML block-scalar lines (indented for `command: |` under a task) that count this task as running for `sleep`
 // seconds; probe_max(dir) is the most that ever ran at once.
 inline std::string concurrency_probe(const std::string& dir, const std::string& sleep) {

@@ -14,24 +14,11 @@ using ork::json;
 
 namespace {
 
-json object_config() {
-  const char* c = std::getenv("ORK_E2E_OBJECT_CONFIG");
-  std::string text = c && *c ? c : "{}";
-  for (size_t p = text.find("{file:"); p != std::string::npos; p = text.find("{file:", p)) {
-    size_t end = text.find('}', p);
-    std::string v = read_file(text.substr(p + 6, end - p - 6));
-    while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
-    text.replace(p, end - p + 1, v);
-    p += v.size();
-  }
-  return json::parse(text);
-}
-
 TEST(ObjectStoreE2E, QuickstartRunsWithThisObjectStore) {
   const char* lib_env = std::getenv("ORK_E2E_OBJECT_LIBRARY");
   std::string lib = lib_env && *lib_env ? lib_env : "ork-object-local";
   TempDir dir;
-  json cfg = object_config();
+  json cfg = config_from_env("ORK_E2E_OBJECT_CONFIG");
   if (lib == "ork-object-local") cfg = {{"root", dir / "objects"}};
   // Every run gets its own prefix, so a shared emulator never mixes runs of several test invocations.
   if (lib != "ork-object-local") cfg["prefix"] = "e2e-" + ork::new_uuid();

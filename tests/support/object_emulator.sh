@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Object-store backends for tests, each on a free 127.0.0.1 port with its data in <dir>, stopped by the PID started:
-#   object_emulator.sh start moto|moto_serial|azurite|gcs|dynalite|cloudrun|k8s|ecs <dir>   writes <dir>/port, <dir>/endpoint (http://127.0.0.1:PORT), <dir>/pid
+#   object_emulator.sh start moto|moto_serial|azurite|gcs|dynalite|cloudrun|k8s|ecs|firestore <dir>   writes <dir>/port, <dir>/endpoint (http://127.0.0.1:PORT), <dir>/pid
 #   object_emulator.sh stop  <kind> <dir>   SIGTERM to that process group (SIGKILL after 10 s), rm -rf <dir>
 # moto: the pyenv Python's moto server (S3). azurite: npm azurite@3, installed on first use into
 # $ORK_NPM_CACHE (default ~/.cache/ork/npm)/azurite3. gcs: tests/fakes/gcs_fake.py (standard-library Python).
@@ -9,10 +9,11 @@
 # concurrent UpdateItems can both pass one condition), so the DynamoDB tests use this one.
 # cloudrun, k8s, ecs: the job-API fakes tests/fakes/<kind>_fake.py (they run job containers as local processes, so
 # stopping the group also stops what they started).
+# firestore: `gcloud emulators firestore start` (Java); ready when GET / answers "Ok" (deadline 120 s).
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 start|stop moto|moto_serial|azurite|gcs|dynalite|cloudrun|k8s|ecs <dir>" >&2
+  echo "usage: $0 start|stop moto|moto_serial|azurite|gcs|dynalite|cloudrun|k8s|ecs|firestore <dir>" >&2
   exit 2
 }
 [ $# -eq 3 ] || usage
@@ -68,6 +69,23 @@ npm_bin() {
   echo "$bin"
 }
 
+# Waits (deadline $2 s) until GET http://127.0.0.1:$1/ answers 200 (the Firestore emulator's readiness check).
+wait_http_ok() {
+  "$(any_python)" - "$1" "$2" <<'PY'
+import sys, time, urllib.request
+port, deadline = int(sys.argv[1]), time.time() + float(sys.argv[2])
+while time.time() < deadline:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
+            if r.status == 200:
+                sys.exit(0)
+    except OSError:
+        pass
+    time.sleep(0.1)
+sys.exit(1)
+PY
+}
+
 stop_pid() {
   local pid=$1
   [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 0
@@ -87,6 +105,7 @@ case "$verb" in
       azurite) azbin=$(npm_bin azurite@3 azurite3 azurite-blob) ;;
       gcs | cloudrun | k8s | ecs) py=$(any_python) ;;
       dynalite) dynbin=$(npm_bin dynalite@4 dynalite4 dynalite) ;;
+      firestore) command -v gcloud >/dev/null || { echo "object_emulator: firestore needs gcloud" >&2; exit 1; } ;;
       *) usage ;;
     esac
     for _ in 1 2 3; do
@@ -107,10 +126,15 @@ run_simple("127.0.0.1", int(sys.argv[1]), DomainDispatcherApplication(create_bac
         dynalite)
           setsid node "$dynbin" --host 127.0.0.1 --port "$port" --createTableMs 0 --deleteTableMs 0 \
             --updateTableMs 0 >"$dir/server.log" 2>&1 & ;;
+        firestore)
+          CLOUDSDK_CONFIG="$dir/data" setsid gcloud emulators firestore start --host-port="127.0.0.1:$port" \
+            --quiet >"$dir/server.log" 2>&1 & ;;
       esac
       pid=$!
       echo "$pid" >"$dir/pid"
-      if wait_port "$port" 60; then
+      ready=wait_port
+      [ "$kind" = firestore ] && ready=wait_http_ok
+      if $ready "$port" 120; then
         echo "$port" >"$dir/port"
         echo "http://127.0.0.1:$port" >"$dir/endpoint"
         echo "object_emulator: $kind on 127.0.0.1:$port (pid $pid), data in $dir/data"

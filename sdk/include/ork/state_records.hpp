@@ -119,9 +119,11 @@ inline void check_value(const Table& t, const Field& f, const json& v, bool guar
   switch (f.kind) {
     case Kind::Text:
       if (!v.is_string()) throw_invalid(what(t, f) + " must be a string");
-      if (!guard && f.name == "status" && !t.statuses.empty() &&
-          std::find(t.statuses.begin(), t.statuses.end(), v.get_ref<const std::string&>()) == t.statuses.end())
-        throw_invalid(what(t, f) + ": unknown status '" + v.get<std::string>() + "'");
+      if (!guard && f.name == "status" && !t.statuses.empty()) {
+        bool known = false;
+        for (auto s : t.statuses) known = known || s == v.get_ref<const std::string&>();
+        if (!known) throw_invalid(what(t, f) + ": unknown status '" + v.get<std::string>() + "'");
+      }
       return;
     case Kind::Time:
       if (!v.is_string() || !is_timestamp(v.get_ref<const std::string&>()))
@@ -129,8 +131,9 @@ inline void check_value(const Table& t, const Field& f, const json& v, bool guar
       return;
     case Kind::Int:
       if (!v.is_number_integer()) throw_invalid(what(t, f) + " must be an integer");
-      if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
-        throw_invalid(what(t, f) + " is out of range");
+      if ((v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT32_MAX)) ||
+          (!v.is_number_unsigned() && (v.get<int64_t>() > INT32_MAX || v.get<int64_t>() < INT32_MIN)))
+        throw_invalid(what(t, f) + " is out of range (32-bit integer)");
       return;
     case Kind::Bool:
       if (!v.is_boolean()) throw_invalid(what(t, f) + " must be a boolean");
@@ -138,6 +141,16 @@ inline void check_value(const Table& t, const Field& f, const json& v, bool guar
     case Kind::Json:
       return;
   }
+}
+
+// list_runs_page's result from up to limit + 1 runs in page order: the extra run only says that a next page exists.
+inline json keyset_page(json runs, int64_t limit) {
+  json next = nullptr;
+  if (static_cast<int64_t>(runs.size()) > limit) {
+    runs.erase(runs.size() - 1);
+    if (!runs.empty()) next = {{"created_at", runs.back()["created_at"]}, {"id", runs.back()["id"]}};
+  }
+  return {{"runs", std::move(runs)}, {"next", std::move(next)}};
 }
 
 // A UUID v4 string from 128 random bits (ids a plugin assigns itself).
