@@ -294,15 +294,9 @@ class FirestoreStateStore final : public StateStore {
   // -- Runs and task runs
 
   json create_run(const json& a) override {
-    require_object(a, "create_run");
-    if (!a.contains("run") || !a["run"].is_object()) throw_invalid("create_run: 'run' must be an object");
-    std::string run_id = req_string(a["run"], "id");
-    req_string(a["run"], "workflow_name");
-    const json no_tasks = json::array();
-    const json& tasks = a.contains("tasks") && !a["tasks"].is_null() ? a["tasks"] : no_tasks;
-    if (!tasks.is_array()) throw_invalid("create_run: 'tasks' must be an array");
+    auto [run_in, run_id, tasks] = create_run_args(a);
     std::string now = now_str();
-    json run = normalize(kRuns, a["run"], {{"status", "pending"}, {"created_at", now}});
+    json run = normalize(kRuns, run_in, {{"status", "pending"}, {"created_at", now}});
     std::vector<json> rows = task_rows("create_run", tasks, run_id, run["created_at"]);
     check_unique("create_run", rows, {}, run_id);
 

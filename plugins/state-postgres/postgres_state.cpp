@@ -287,14 +287,7 @@ class PostgresStateStore final : public StateStore {
   // -- Runs and task runs
 
   json create_run(const json& a) override {
-    require_object(a, "create_run");
-    if (!a.contains("run") || !a["run"].is_object()) throw_invalid("create_run: 'run' must be an object");
-    const json& run = a["run"];
-    std::string run_id = req_string(run, "id");
-    req_string(run, "workflow_name");
-    const json no_tasks = json::array();
-    const json& tasks = a.contains("tasks") && !a["tasks"].is_null() ? a["tasks"] : no_tasks;
-    if (!tasks.is_array()) throw_invalid("create_run: 'tasks' must be an array");
+    auto [run, run_id, tasks] = create_run_args(a);
     std::string now = now_str();
     auto run_values = record_values(kRuns, run, {{"status", "pending"}, {"created_at", now}});
     const json& created = run.contains("created_at") && !run["created_at"].is_null() ? run["created_at"] : json(now);

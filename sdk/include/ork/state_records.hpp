@@ -177,6 +177,24 @@ inline std::string req_string(const json& a, const char* key) {
   return it->get<std::string>();
 }
 
+// create_run's arguments, checked: the run object (with `id` and `workflow_name`) and its tasks (empty when absent).
+struct CreateRunArgs {
+  const json& run;
+  std::string run_id;
+  const json& tasks;
+};
+inline CreateRunArgs create_run_args(const json& a) {
+  static const json kNoTasks = json::array();
+  require_object(a, "create_run");
+  if (!a.contains("run") || !a["run"].is_object()) throw_invalid("create_run: 'run' must be an object");
+  const json& run = a["run"];
+  std::string run_id = req_string(run, "id");
+  req_string(run, "workflow_name");
+  const json& tasks = a.contains("tasks") && !a["tasks"].is_null() ? a["tasks"] : kNoTasks;
+  if (!tasks.is_array()) throw_invalid("create_run: 'tasks' must be an array");
+  return {run, std::move(run_id), tasks};
+}
+
 inline int64_t opt_int(const json& a, const char* key, int64_t dflt, int64_t min) {
   auto it = a.find(key);
   if (it == a.end() || it->is_null()) return dflt;
