@@ -861,31 +861,40 @@ void Engine::dispatch(RunState& r, TaskState& t) {
   // Secret values travel in the worker's environment only, never in spec.json (docs/workflows.md, "Secrets").
   if (prep.has_secrets()) exec_env["ORK_TASK_SECRETS"] = prep.secrets_payload().dump();
   exec_env["ORK_SECRET_ENV_PREFIX"] = secrets_.env_prefix();  // the worker hides the host's ORK_SECRET_* from tasks
-  json exec_cfg{{"task_id", t.id()},
-                {"run_id", r.id()},
-                {"task_name", def.name},
-                {"workflow_name", r.wf.name},
-                {"attempt", t.attempt()},
-                {"runtime", def.executor},
-                {"spec_key", spec_key},
-                {"timeout_seconds", def.timeout_seconds},
-                {"resources", {{"cpu_millis", def.resources.cpu_millis}, {"memory_mb", def.resources.memory_mb}}},
-                {"worker_command", cfg_.worker_command},
-                {"worker_server_command",
-                 cfg_.worker_server_command.empty() ? json() : json(cfg_.worker_server_command)},
-                {"image", def.image ? json(*def.image) : json(nullptr)},
-                {"env", exec_env}};
+  json exec_cfg{
+      {"task_id", t.id()},
+      {"run_id", r.id()},
+      {"task_name", def.name},
+      {"workflow_name", r.wf.name},
+      {"attempt", t.attempt()},
+      {"runtime", def.executor},
+      {"spec_key", spec_key},
+      {"timeout_seconds", def.timeout_seconds},
+      {"resources", {{"cpu_millis", def.resources.cpu_millis}, {"memory_mb", def.resources.memory_mb}}},
+      {"worker_command", cfg_.worker_command},
+      {"worker_server_command", cfg_.worker_server_command.empty() ? json() : json(cfg_.worker_server_command)},
+      {"image", def.image ? json(*def.image) : json(nullptr)},
+      {"env", exec_env}};
   std::string executor_id;
+  bool running = false;
   try {
     plugins_.objects().del(base + "status.json");
     plugins_.objects().put_json(spec_key, spec);
-    executor_id = ex->dispatch(exec_cfg).at("executor_id").get<std::string>();
+    json res = ex->dispatch(exec_cfg);
+    executor_id = res.at("executor_id").get<std::string>();
+    running = res.is_object() && res.value("state", json()) == "running";
   } catch (const std::exception& e) {
     fail_attempt(r, t, error_obj("dispatch_error", e.what()), false);
     return;
   }
   by_executor_id_[executor_id] = {r.id(), t.id()};
-  update_task(r, t, {{"executor_id", executor_id}, {"executor", ex->name()}});
+  // An executor that answers "running" (the process exists) saves a second state write for the running event.
+  json set{{"executor_id", executor_id}, {"executor", ex->name()}};
+  if (running) {
+    set["status"] = "running";
+    set["started_at"] = now_str();
+  }
+  if (update_task(r, t, std::move(set)) && running) emit_task(r, t);
   t.last_heartbeat = now_ms();
   check_task(r, t);
 }

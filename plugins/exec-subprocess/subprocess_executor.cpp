@@ -298,7 +298,7 @@ class SubprocessExecutor : public ork::Executor {
     wake();
     host_.log(ORK_LOG_DEBUG,
               "exec-subprocess: started " + id + " (" + args[0] + ")" + (log_path.empty() ? "" : ", log " + log_path));
-    return json{{"executor_id", id}};
+    return json{{"executor_id", id}, {"state", "running"}, {"pid", pid}};
   }
 
   json status(const json& a) override {
@@ -459,7 +459,7 @@ class SubprocessExecutor : public ork::Executor {
       if (!ch.running()) ended = ch.event(id);  // it ended before "running" went out
     }
     if (ended) host_.notify(*ended);
-    return json{{"executor_id", id}};
+    return json{{"executor_id", id}, {"state", "running"}, {"pid", pid}};
   }
 
   // Signals an attempt's process group, called with mu_ held. A resident worker's fork is signalled by that worker
