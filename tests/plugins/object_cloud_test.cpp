@@ -25,13 +25,7 @@ using ork::ObjectProxy;
 using ork::PluginCallError;
 namespace t = ork::test;
 
-std::string emulator_file(const std::string& name) {
-  const char* d = std::getenv("ORK_EMULATOR_DIR");
-  if (!d) throw std::runtime_error("ORK_EMULATOR_DIR is not set (run through ctest)");
-  std::string v = t::read_file(std::string(d) + "/" + name);
-  while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
-  return v;
-}
+using ork::test::emulator_file;
 
 std::unique_ptr<ObjectProxy> open(const std::string& lib, const json& cfg) {
   return ork::load_plugin<ObjectProxy>("object", lib, cfg);

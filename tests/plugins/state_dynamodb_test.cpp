@@ -27,13 +27,7 @@ using ork::PluginCallError;
 using ork::StateProxy;
 namespace t = ork::test;
 
-std::string emulator_file(const std::string& name) {
-  const char* d = std::getenv("ORK_EMULATOR_DIR");
-  if (!d) throw std::runtime_error("ORK_EMULATOR_DIR is not set (run through ctest)");
-  std::string v = t::read_file(std::string(d) + "/" + name);
-  while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
-  return v;
-}
+using ork::test::emulator_file;
 
 std::unique_ptr<StateProxy> open(const json& cfg) {
   return ork::load_plugin<StateProxy>("state", "ork-state-dynamodb", cfg);

@@ -58,6 +58,15 @@ inline std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+// A line written by an emulator harness into $ORK_EMULATOR_DIR (e.g. "endpoint"), without the trailing newline.
+inline std::string emulator_file(const std::string& name) {
+  const char* d = std::getenv("ORK_EMULATOR_DIR");
+  if (!d) throw std::runtime_error("ORK_EMULATOR_DIR is not set (run through ctest)");
+  std::string v = read_file(std::string(d) + "/" + name);
+  while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
+  return v;
+}
+
 // A child process running `/bin/sh -c cmd` with output to `log`; killed (group) on destruction if still running.
 class Process {
  public:
