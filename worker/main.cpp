@@ -34,17 +34,11 @@ void ensure_std_fds() {
     if (::fcntl(fd, F_GETFD) == -1) ::open("/dev/null", O_RDWR);
 }
 
-std::chrono::milliseconds heartbeat_interval() {
-  const char* v = std::getenv("ORK_HEARTBEAT_INTERVAL_MS");
-  long ms = v && *v ? std::strtol(v, nullptr, 10) : 10000;
-  return std::chrono::milliseconds(ms >= 10 ? ms : 10000);
-}
-
 }  // namespace
 
 namespace ork::worker {
 
-int run_attempt(const std::string& spec_key, SignalWatch& signals, const ObjectProxy* preloaded) {
+int run_attempt(const std::string& spec_key, SignalWatch& signals, const ObjectProxy* preloaded, json* read_spec) {
   if (spec_key.empty()) return usage_error("ORK_TASK_SPEC_PATH is not set (or pass --spec KEY)");
   const char* store_env = std::getenv("ORK_OBJECT_STORE");
   if (!store_env || !*store_env) return usage_error("ORK_OBJECT_STORE is not set");
@@ -85,20 +79,26 @@ int run_attempt(const std::string& spec_key, SignalWatch& signals, const ObjectP
     }
     store = loaded.get();
   }
-  try {
-    auto text = store->get(spec_key);
-    if (!text) {
-      std::cerr << "ork-worker: spec not found: " << spec_key << std::endl;
+  if (read_spec) {
+    spec = std::move(*read_spec);
+  } else {
+    try {
+      auto text = store->get(spec_key);
+      if (!text) {
+        std::cerr << "ork-worker: spec not found: " << spec_key << std::endl;
+        return kExitUsage;
+      }
+      spec = ork::json::parse(*text);
+      if (!spec.is_object()) throw std::runtime_error("not a JSON object");
+    } catch (const std::exception& e) {
+      std::cerr << "ork-worker: cannot read the spec " << spec_key << ": " << e.what() << std::endl;
       return kExitUsage;
     }
-    spec = ork::json::parse(*text);
-    if (!spec.is_object()) throw std::runtime_error("not a JSON object");
-  } catch (const std::exception& e) {
-    std::cerr << "ork-worker: cannot read the spec " << spec_key << ": " << e.what() << std::endl;
-    return kExitUsage;
   }
   try {
-    return Worker(*store, std::move(spec), spec_key, signals, heartbeat_interval(), std::move(secrets)).run();
+    return Worker(*store, std::move(spec), spec_key, signals,
+                  heartbeat_interval(std::getenv("ORK_HEARTBEAT_INTERVAL_MS")), std::move(secrets))
+        .run();
   } catch (const std::exception& e) {
     std::cerr << "ork-worker: " << e.what() << std::endl;
     return kExitFailed;
@@ -131,5 +131,5 @@ int main(int argc, char** argv) {
     }
   }
   SignalWatch signals;  // before any thread starts (plugins may start some)
-  return run_attempt(spec_key, signals, nullptr);
+  return run_attempt(spec_key, signals, nullptr, nullptr);
 }

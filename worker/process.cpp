@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -117,6 +119,11 @@ void TaskLog::mask(const Masker& m) {
   if (!m.empty()) masking_.emplace(m);
 }
 
+void TaskLog::tee_to(int fd) {
+  std::lock_guard lock(mu_);
+  tee_fd_ = fd;
+}
+
 void TaskLog::store(std::string_view data) {
   total_ += data.size();
   if (data_.size() < cap_) data_.append(data.substr(0, cap_ - data_.size()));
@@ -132,7 +139,7 @@ void TaskLog::append(std::string_view data) {
     }
     store(data);
   }
-  if (tee_) write_all(STDERR_FILENO, data);
+  if (tee_) write_all(tee_fd_, data);
 }
 
 void TaskLog::flush() {
@@ -143,7 +150,7 @@ void TaskLog::flush() {
     rest = masking_->finish();
     store(rest);
   }
-  if (tee_) write_all(STDERR_FILENO, rest);
+  if (tee_) write_all(tee_fd_, rest);
 }
 
 void TaskLog::note(std::string_view line) {
@@ -176,14 +183,42 @@ SignalWatch::SignalWatch() {
   ::signal(SIGPIPE, SIG_IGN);
 }
 
+SignalWatch::SignalWatch(ThreadMode) : fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)), thread_mode_(true) {
+  if (!fd_) throw_errno("eventfd");
+}
+
 SignalWatch::~SignalWatch() = default;  // the mask stays: unblocking would deliver a pending SIGTERM now
 
 bool SignalWatch::cancel_requested() {
+  if (thread_mode_) {
+    uint64_t v = 0;
+    if (::read(fd_.get(), &v, sizeof v) == static_cast<ssize_t>(sizeof v) && v > 0) cancelled_ = true;
+    return cancelled_;
+  }
   signalfd_siginfo si;
   while (::read(fd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
     if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) cancelled_ = true;
   }
   return cancelled_;
+}
+
+void SignalWatch::cancel() {
+  if (!thread_mode_) return;
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(fd_.get(), &one, sizeof one);
+}
+
+void SignalWatch::set_task(pid_t pgid) {
+  {
+    std::lock_guard lock(task_mu_);
+    task_ = pgid;
+  }
+  if (pgid > 0 && on_task) on_task(pgid);
+}
+
+void SignalWatch::kill_task(int sig) {
+  std::lock_guard lock(task_mu_);
+  if (task_ > 0) ::kill(-task_, sig);
 }
 
 std::string utf8_tail(std::string_view s, size_t max) {
@@ -232,6 +267,13 @@ ProcessResult run_process(const ProcessSpec& spec, TaskLog& log, SignalWatch& si
     return r;
   }
   ChildGuard child(pid);
+  // The leader's exit wakes poll() through a pidfd: in thread mode SIGCHLD goes to the resident worker's own signalfd.
+  Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));  // glibc 2.36 declares pidfd_open without C linkage
+  signals.set_task(pid);
+  struct TaskReset {
+    SignalWatch& s;
+    ~TaskReset() { s.set_task(0); }
+  } task_reset{signals};
   out.w.reset();
   err.w.reset();
   set_nonblock(out.r.get());
@@ -286,10 +328,11 @@ ProcessResult run_process(const ProcessSpec& spec, TaskLog& log, SignalWatch& si
       }
     }
 
-    pollfd fds[4];
+    pollfd fds[5];
     int nfds = 0, i_out = -1, i_err = -1, i_in = -1;
     fds[nfds] = {signals.fd(), POLLIN, 0};
     const int i_sig = nfds++;
+    if (!exited && pidfd) fds[nfds++] = {pidfd.get(), POLLIN, 0};
     if (out.r) fds[i_out = nfds++] = {out.r.get(), POLLIN, 0};
     if (err.r) fds[i_err = nfds++] = {err.r.get(), POLLIN, 0};
     if (in && in->w) fds[i_in = nfds++] = {in->w.get(), POLLOUT, 0};
@@ -318,6 +361,7 @@ ProcessResult run_process(const ProcessSpec& spec, TaskLog& log, SignalWatch& si
       siginfo_t si{};
       if (::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid) {
         ::kill(-pid, SIGKILL);  // leftovers of the group (the zombie leader keeps the group id reserved)
+        signals.set_task(0);    // before the reap frees the pid
         ::waitpid(pid, &status, 0);
         child.release();
         exited = true;

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstddef>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -43,6 +44,7 @@ class TaskLog {
  public:
   explicit TaskLog(size_t cap = size_t{10} << 20, bool tee = true) : cap_(cap), tee_(tee) {}
   void mask(const Masker& m);  // from now on; text that may start a secret is held back until flush()
+  void tee_to(int fd);         // tee to this descriptor instead of stderr (not owned; set before the first append)
   void append(std::string_view data);
   void note(std::string_view line);  // "[ork-worker] line\n"
   void flush();                      // writes out text held back by masking
@@ -56,27 +58,42 @@ class TaskLog {
   std::string data_;
   size_t cap_;
   bool tee_;
+  int tee_fd_ = 2;
   size_t total_ = 0;
   std::optional<MaskStream> masking_;
 };
 
-// Blocks SIGTERM, SIGINT and SIGCHLD in the calling thread and reads them from a signalfd. Construct it first in
-// main(), before any thread starts, so every thread inherits the mask. SIGPIPE is ignored.
+// Where an attempt learns it is cancelled. Process mode: blocks SIGTERM, SIGINT and SIGCHLD in the calling thread and
+// reads them from a signalfd (construct it first in main(), before any thread starts, so every thread inherits the
+// mask; SIGPIPE is ignored). Thread mode (an attempt on a thread of the resident worker): cancel() from another
+// thread, through an eventfd; no signal state is touched.
 class SignalWatch {
  public:
+  struct ThreadMode {};
   SignalWatch();
+  explicit SignalWatch(ThreadMode);
   ~SignalWatch();
   SignalWatch(const SignalWatch&) = delete;
   SignalWatch& operator=(const SignalWatch&) = delete;
 
   int fd() const { return fd_.get(); }
-  // Reads pending signals; true once SIGTERM or SIGINT has arrived (sticky).
+  // Reads pending signals; true once SIGTERM or SIGINT has arrived, or cancel() ran (sticky).
   bool cancel_requested();
+  // Thread mode: asks the attempt to stop (as SIGTERM would a process-mode worker). Any thread.
+  void cancel();
+  // The process group of the task being run (0: none); kill_task() signals it. run_process keeps it current, and
+  // calls `on_task` (set before the attempt starts) with each new group.
+  void set_task(pid_t pgid);
+  void kill_task(int sig);
+  std::function<void(pid_t)> on_task;
 
  private:
   Fd fd_;
+  bool thread_mode_ = false;
   sigset_t old_{};
   bool cancelled_ = false;
+  std::mutex task_mu_;
+  pid_t task_ = 0;
 };
 
 struct ProcessSpec {

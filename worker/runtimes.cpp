@@ -36,7 +36,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-using EnvMap = std::map<std::string, std::string>;
 constexpr size_t kMaxInputEnv = 100 * 1024;  // larger inputs exceed the kernel's per-variable limit (128 KiB)
 constexpr size_t kStderrTail = 2048;
 
@@ -57,9 +56,9 @@ std::string env_value(const json& v) {
 
 // Where task temporary files go: ORK_WORKER_TMPDIR, else TMPDIR, else /dev/shm when writable (tmpfs: no disk inode
 // churn for two tiny files per task), else /tmp.
-std::string temp_root() {
+std::string temp_root(const EnvMap& env) {
   for (const char* var : {"ORK_WORKER_TMPDIR", "TMPDIR"})
-    if (const char* t = std::getenv(var); t && *t) return t;
+    if (auto it = env.find(var); it != env.end() && !it->second.empty()) return it->second;
   if (::access("/dev/shm", W_OK | X_OK) == 0) return "/dev/shm";
   return "/tmp";
 }
@@ -67,8 +66,8 @@ std::string temp_root() {
 // A private temporary directory, removed with everything in it.
 class TempDir {
  public:
-  TempDir() {
-    std::string tmpl = temp_root() + "/ork-worker-XXXXXX";
+  explicit TempDir(const EnvMap& env) {
+    std::string tmpl = temp_root(env) + "/ork-worker-XXXXXX";
     if (!::mkdtemp(tmpl.data())) throw std::runtime_error("cannot create a temporary directory: " + tmpl);
     path_ = tmpl;
   }
@@ -111,14 +110,20 @@ std::optional<std::string> lookup(const EnvMap& env, const std::string& key) {
   return it->second;
 }
 
-// The worker's environment without the object-store reference, plus spec.env and the task context variables.
-EnvMap task_env(const json& spec) {
+// The process environment as a map.
+EnvMap process_env() {
   EnvMap env;
   for (char** e = environ; *e; ++e) {
     std::string_view kv(*e);
     auto eq = kv.find('=');
     if (eq != std::string_view::npos) env[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
   }
+  return env;
+}
+
+// The worker's environment without the object-store reference, plus spec.env and the task context variables.
+EnvMap task_env(const json& spec, const AttemptEnv* attempt) {
+  EnvMap env = attempt ? attempt->env : process_env();
   env.erase("ORK_OBJECT_STORE");
   if (auto it = spec.find("env"); it != spec.end() && it->is_object())
     for (const auto& [k, v] : it->items()) env[k] = env_value(v);
@@ -145,9 +150,9 @@ std::vector<std::string> envp(const EnvMap& env) {
 ProcessSpec process_spec(std::vector<std::string> argv, const EnvMap& env, const std::string& base_dir,
                          std::optional<std::string> input, double timeout) {
   ProcessSpec ps{std::move(argv), envp(env), base_dir, std::move(input), timeout};
-  if (const char* g = std::getenv("ORK_TASK_CANCEL_GRACE_MS"); g && *g) {
+  if (auto g = lookup(env, "ORK_TASK_CANCEL_GRACE_MS")) {
     char* end = nullptr;
-    long v = std::strtol(g, &end, 10);
+    long v = std::strtol(g->c_str(), &end, 10);
     if (end && *end == '\0' && v >= 0) ps.cancel_grace_ms = static_cast<int>(v);
   }
   return ps;
@@ -268,7 +273,7 @@ std::vector<std::string> simple_command(const std::string& cmd, const EnvMap& en
 }
 
 TaskOutcome run_shell(const json& spec, const std::string& base_dir, EnvMap env, TaskLog& log, SignalWatch& signals) {
-  TempDir tmp;
+  TempDir tmp(env);
   io_env(spec, env, tmp, log);
 
   std::vector<std::string> argv;
@@ -393,7 +398,7 @@ TaskOutcome run_cpp(const json& spec, const std::string& base_dir, EnvMap env, T
           {{"exit_code", r.exit_code}, {"compiler", cxx}, {"stderr_tail", utf8_tail(r.stderr_tail, kStderrTail)}});
     }
   }
-  TempDir tmp;
+  TempDir tmp(env);
   io_env(spec, env, tmp, log);
   return run_command(spec, base_dir, std::move(env), {bin.string()}, tmp, log, signals, true);
 }
@@ -722,7 +727,7 @@ TaskOutcome run_rust(const json& spec, const std::string& base_dir, EnvMap env, 
       }
     }
   }
-  TempDir tmp;
+  TempDir tmp(env);
   io_env(spec, env, tmp, log);
   return run_command(spec, base_dir, std::move(env), {bin.string()}, tmp, log, signals, true);
 }
@@ -755,7 +760,7 @@ TaskOutcome run_python(const json& spec, const std::string& base_dir, EnvMap env
                        const CustomExecutor* custom = nullptr) {
   if (!custom && str(spec, "file").empty() && str(spec, "function").empty())
     return failure("spec_error", "a python task needs `file` or `function`");
-  TempDir tmp;
+  TempDir tmp(env);
   const std::string req_file = tmp.file("request.json"), res_file = tmp.file("result.json");
   json context = json::object();
   for (const char* k :
@@ -926,7 +931,7 @@ TaskOutcome run_dbt(const json& spec, const std::string& executor, const std::st
     return failure("spawn_error",
                    "dbt not found: install dbt (dbt-core and an adapter) on the worker's PATH or set ORK_DBT to it");
   // A private --target-path, so dbt tasks of one project running at once do not overwrite each other's artifacts.
-  TempDir tmp;
+  TempDir tmp(env);
   std::string target = flag_value(args, "--target-path");
   std::string project = flag_value(args, "--project-dir");
   if (project.empty()) project = lookup(env, "DBT_PROJECT_DIR").value_or(base_dir);
@@ -999,8 +1004,8 @@ TaskOutcome failure(const std::string& type, const std::string& message, json de
 // there and sets ORK_CONTAINER_TASK=1): the input JSON goes to `input_to_file`, the output comes from
 // `output_from_file`, else by the shell rules; no `command` runs the image's own ORK_CONTAINER_DEFAULT_COMMAND.
 static TaskOutcome run_container(const json& spec, TaskLog& log, SignalWatch& signals) {
-  EnvMap env = task_env(spec);
-  TempDir tmp;
+  EnvMap env = task_env(spec, nullptr);
+  TempDir tmp(process_env());
   io_env(spec, env, tmp, log);
   json input = spec.value("input", json());
   if (input.is_object()) input.erase("to_file");
@@ -1037,24 +1042,38 @@ static TaskOutcome run_container(const json& spec, TaskLog& log, SignalWatch& si
   return o;
 }
 
-TaskOutcome run_runtime(const json& spec, TaskLog& log, SignalWatch& signals) {
+namespace {
+
+// The runtime a spec names, or the one its shape implies.
+std::string runtime_of(const json& spec) {
+  std::string executor = str(spec, "executor");
+  if (!executor.empty()) return executor;
+  const std::string file = str(spec, "file");
+  bool py = !str(spec, "function").empty() || (file.size() > 3 && file.substr(file.size() - 3) == ".py");
+  bool cpp = file.size() > 4 && file.substr(file.size() - 4) == ".cpp";
+  bool rs = file.size() > 3 && file.substr(file.size() - 3) == ".rs";
+  return py ? "python" : cpp ? "cpp" : rs ? "rust" : "shell";
+}
+
+}  // namespace
+
+bool is_shell_task(const json& spec) {
+  const std::string executor = runtime_of(spec);
+  return executor == "shell" || executor == "process";
+}
+
+TaskOutcome run_runtime(const json& spec, TaskLog& log, SignalWatch& signals, const AttemptEnv* ctx) {
   try {
-    if (str(spec, "executor") == "container" && std::getenv("ORK_CONTAINER_TASK") &&
+    if (!ctx && str(spec, "executor") == "container" && std::getenv("ORK_CONTAINER_TASK") &&
         std::string(std::getenv("ORK_CONTAINER_TASK")) == "1")
       return run_container(spec, log, signals);
-    std::string executor = str(spec, "executor");
-    if (executor.empty()) {  // infer from the task's shape
-      const std::string file = str(spec, "file");
-      bool py = !str(spec, "function").empty() || (file.size() > 3 && file.substr(file.size() - 3) == ".py");
-      bool cpp = file.size() > 4 && file.substr(file.size() - 4) == ".cpp";
-      bool rs = file.size() > 3 && file.substr(file.size() - 3) == ".rs";
-      executor = py ? "python" : cpp ? "cpp" : rs ? "rust" : "shell";
-    }
-    std::string base_dir = str(spec, "base_dir");
-    if (base_dir.empty()) base_dir = fs::current_path().string();
+    std::string executor = runtime_of(spec);
+    fs::path cwd = ctx && !ctx->cwd.empty() ? fs::path(ctx->cwd) : fs::current_path();
+    fs::path base = str(spec, "base_dir");
+    std::string base_dir = base.empty() ? cwd.string() : base.is_absolute() ? base.string() : (cwd / base).string();
     std::error_code ec;
     if (!fs::is_directory(base_dir, ec)) return failure("spec_error", "base_dir is not a directory: " + base_dir);
-    EnvMap env = task_env(spec);
+    EnvMap env = task_env(spec, ctx);
     if (executor == "container")  // a plain image: container executors run it themselves, never through ork-worker
       return failure("spec_error", "task '" + str(spec, "task_name") + "' runs the image '" + str(spec, "image") +
                                        "': it needs a container executor (docker, cloudrun, fargate, k8s); "

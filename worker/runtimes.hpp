@@ -5,6 +5,7 @@
 // command with the dbt from ORK_DBT or PATH; target/run_results.json becomes the output).
 #pragma once
 
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "process.hpp"
@@ -23,7 +24,20 @@ struct TaskOutcome {
 
 TaskOutcome failure(const std::string& type, const std::string& message, json details = nullptr);
 
-// Runs the runtime spec["executor"] names, with cwd = spec["base_dir"]; never throws for task failures.
-TaskOutcome run_runtime(const json& spec, TaskLog& log, SignalWatch& signals);
+using EnvMap = std::map<std::string, std::string>;
+
+// What an attempt on a thread of the resident worker has instead of its own process environment and working
+// directory: the worker environment a forked attempt would have, and the directory it would have changed to.
+struct AttemptEnv {
+  EnvMap env;
+  std::string cwd;  // "": the process's
+};
+
+// Runs the runtime spec["executor"] names, with cwd = spec["base_dir"]; never throws for task failures. `ctx`: the
+// thread-mode environment (null: this process's).
+TaskOutcome run_runtime(const json& spec, TaskLog& log, SignalWatch& signals, const AttemptEnv* ctx = nullptr);
+
+// True when run_runtime runs `spec` with the shell runtime (a command, an argv or a script).
+bool is_shell_task(const json& spec);
 
 }  // namespace ork::worker

@@ -6,17 +6,21 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "loader/plugin_loader.hpp"
 
@@ -33,13 +37,23 @@ void write_all(int fd, std::string_view data) {
   }
 }
 
-void emit(const json& event) {
-  write_all(STDOUT_FILENO, event.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
-}
+// Event lines go out whole: attempt threads emit their own ends.
+class Emitter {
+ public:
+  void operator()(const json& event) {
+    std::string line = event.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    std::lock_guard lock(mu_);
+    write_all(STDOUT_FILENO, line);
+  }
+
+ private:
+  std::mutex mu_;
+};
 
 // In the forked child: the environment, descriptors and signal state of a freshly exec'ed worker, then the attempt.
-[[noreturn]] void child_main(const json& req, int signal_fd, const ObjectProxy* store) {
+[[noreturn]] void child_main(const json& req, int signal_fd, int done_fd, const ObjectProxy* store, json* spec) {
   ::close(signal_fd);
+  ::close(done_fd);
   ::setpgid(0, 0);
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO);
@@ -62,8 +76,8 @@ void emit(const json& event) {
   int rc = kExitFailed;
   {
     SignalWatch signals;  // the mask (TERM, INT, CHLD blocked) came through fork; a fresh signalfd reads it
-    const char* spec = std::getenv("ORK_TASK_SPEC_PATH");
-    rc = run_attempt(spec ? spec : "", signals, store);
+    const char* spec_key = std::getenv("ORK_TASK_SPEC_PATH");
+    rc = run_attempt(spec_key ? spec_key : "", signals, store, spec);
   }
   std::cout.flush();
   std::cerr.flush();
@@ -115,6 +129,71 @@ const ObjectProxy* preload_store(const std::string& store,
   return instances.emplace(store, std::move(proxy)).first->second.get();
 }
 
+// A string member of the request's env; "" when missing.
+std::string req_env(const json& req, const char* name) {
+  auto env = req.find("env");
+  if (env == req.end() || !env->is_object()) return "";
+  auto it = env->find(name);
+  return it != env->end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+// The request's spec read through the shared store; null when it cannot be read (the fork then reads it and reports
+// the error itself).
+json read_spec(const json& req, const ObjectProxy& store) {
+  const std::string key = req_env(req, "ORK_TASK_SPEC_PATH");
+  if (key.empty()) return nullptr;
+  try {
+    auto text = store.get(key);
+    if (!text) return nullptr;
+    json spec = json::parse(*text, nullptr, false);
+    return spec.is_object() ? spec : json();
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
+
+// Whether an attempt may run on a thread: a shell task with no secrets, not a container task.
+bool thread_eligible(const json& req, const json& spec) {
+  return spec.is_object() && is_shell_task(spec) && req_env(req, "ORK_TASK_SECRETS").empty() &&
+         req_env(req, "ORK_CONTAINER_TASK") != "1";
+}
+
+// One attempt on a thread: the worker environment a fork would get from clearenv/setenv, without the host's secret
+// variables; its log tee'd to log_path (else our stderr); cancelled through `signals`. The exit code.
+int run_thread_attempt(const json& req, json spec, const ObjectProxy& store, SignalWatch& signals) {
+  AttemptEnv ctx;
+  if (auto env = req.find("env"); env != req.end() && env->is_object())
+    for (const auto& [k, v] : env->items())
+      if (v.is_string()) ctx.env[k] = v.get<std::string>();
+  auto prefix_it = ctx.env.find("ORK_SECRET_ENV_PREFIX");
+  const std::string prefix = prefix_it != ctx.env.end() ? prefix_it->second : "ORK_SECRET_";
+  if (prefix_it != ctx.env.end()) ctx.env.erase(prefix_it);
+  if (!prefix.empty()) std::erase_if(ctx.env, [&](const auto& kv) { return kv.first.starts_with(prefix); });
+  if (auto it = req.find("cwd"); it != req.end() && it->is_string()) ctx.cwd = it->get<std::string>();
+  std::string log_path = req.value("log_path", json()).is_string() ? req["log_path"].get<std::string>() : "";
+  Fd log(log_path.empty() ? ::fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0)
+                          : ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  const int log_fd = log ? log.get() : STDERR_FILENO;
+  auto hb = ctx.env.find("ORK_HEARTBEAT_INTERVAL_MS");
+  const std::string spec_key = ctx.env["ORK_TASK_SPEC_PATH"];
+  try {
+    return Worker(store, std::move(spec), spec_key, signals,
+                  heartbeat_interval(hb != ctx.env.end() ? hb->second.c_str() : nullptr), nullptr, &ctx, log_fd)
+        .run();
+  } catch (const std::exception& e) {
+    const std::string line = std::string("ork-worker: ") + e.what() + "\n";
+    [[maybe_unused]] ssize_t n = ::write(log_fd, line.data(), line.size());
+    return kExitFailed;
+  }
+}
+
+// An attempt running on a thread of the server.
+struct ThreadAttempt {
+  SignalWatch signals{SignalWatch::ThreadMode{}};
+  std::atomic<bool> done{false};
+  std::thread thread;
+};
+
 }  // namespace
 
 int serve() {
@@ -127,12 +206,17 @@ int serve() {
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   Fd sfd(::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (!sfd) {
-    std::cerr << "ork-worker --serve: signalfd: " << ::strerror(errno) << std::endl;
+  Fd done_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));  // an attempt thread ended: join it
+  if (!sfd || !done_fd) {
+    std::cerr << "ork-worker --serve: signalfd/eventfd: " << ::strerror(errno) << std::endl;
     return kExitUsage;
   }
+  const char* threads_env = std::getenv("ORK_WORKER_THREADS");
+  const bool threads_enabled = !(threads_env && std::string(threads_env) == "0");
 
-  std::map<pid_t, std::string> children;  // pid (= process group) -> request id
+  Emitter emit;
+  std::map<pid_t, std::string> children;                          // forks: pid (= process group) -> request id
+  std::map<std::string, std::unique_ptr<ThreadAttempt>> threads;  // request id -> attempt on a thread
   using Library = std::unique_ptr<void, int (*)(void*)>;
   std::map<std::string, Library> preloaded;  // object-store libraries, mapped once for all forks
   // Instances of fork-safe object stores (capability "fork_safe"), created once per ORK_OBJECT_STORE value and used
@@ -140,9 +224,9 @@ int serve() {
   std::map<std::string, std::unique_ptr<ObjectProxy>> instances;
   std::string buffer;
   bool input_open = true;
-  while (input_open || !children.empty()) {
-    pollfd fds[2] = {{sfd.get(), POLLIN, 0}, {input_open ? STDIN_FILENO : -1, POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0) {
+  while (input_open || !children.empty() || !threads.empty()) {
+    pollfd fds[3] = {{sfd.get(), POLLIN, 0}, {done_fd.get(), POLLIN, 0}, {input_open ? STDIN_FILENO : -1, POLLIN, 0}};
+    if (::poll(fds, 3, -1) < 0) {
       if (errno == EINTR) continue;
       return kExitFailed;
     }
@@ -150,22 +234,36 @@ int serve() {
       signalfd_siginfo si;
       while (::read(sfd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
       }
-      for (;;) {
+      // Only our forks, by pid: the tasks of attempt threads are reaped by those threads.
+      for (auto it = children.begin(); it != children.end();) {
         int st = 0;
-        pid_t pid = ::waitpid(-1, &st, WNOHANG);
-        if (pid <= 0) break;
-        auto it = children.find(pid);
-        if (it == children.end()) continue;
+        pid_t pid = ::waitpid(it->first, &st, WNOHANG);
+        if (pid != it->first) {
+          ++it;
+          continue;
+        }
         json ev{{"id", it->second}};
         if (WIFSIGNALED(st))
           ev["signal"] = WTERMSIG(st);
         else
           ev["exit_code"] = WEXITSTATUS(st);
-        children.erase(it);
+        it = children.erase(it);
         emit(ev);
       }
     }
-    if (!fds[1].revents) continue;
+    if (fds[1].revents) {
+      uint64_t v = 0;
+      [[maybe_unused]] ssize_t r = ::read(done_fd.get(), &v, sizeof v);
+      for (auto it = threads.begin(); it != threads.end();) {
+        if (!it->second->done) {
+          ++it;
+          continue;
+        }
+        it->second->thread.join();
+        it = threads.erase(it);
+      }
+    }
+    if (!fds[2].revents) continue;
     char chunk[65536];
     ssize_t n = ::read(STDIN_FILENO, chunk, sizeof chunk);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
@@ -181,17 +279,42 @@ int serve() {
       const std::string id = req["id"].get<std::string>();
       const std::string op = req.value("op", std::string());
       if (op == "kill") {
+        const int sig = req.value("signal", SIGTERM);
+        if (auto t = threads.find(id); t != threads.end()) {
+          if (sig == SIGKILL) t->second->signals.kill_task(SIGKILL);  // now, not after the cancel grace
+          t->second->signals.cancel();
+        }
         for (const auto& [pid, cid] : children)
-          if (cid == id) ::kill(-pid, req.value("signal", SIGTERM));
+          if (cid == id) ::kill(-pid, sig);
         continue;
       }
       if (op != "run") continue;
-      std::string store;
-      if (auto env = req.find("env"); env != req.end() && env->is_object())
-        if (auto ref = env->find("ORK_OBJECT_STORE"); ref != env->end() && ref->is_string()) store = *ref;
+      std::string store = req_env(req, "ORK_OBJECT_STORE");
       const ObjectProxy* instance = store.empty() ? nullptr : preload_store(store, preloaded, instances);
+      json spec = instance ? read_spec(req, *instance) : json();
+      if (threads_enabled && thread_eligible(req, spec)) {
+        auto attempt = std::make_unique<ThreadAttempt>();
+        ThreadAttempt* a = attempt.get();
+        threads.emplace(id, std::move(attempt));
+        emit(json{{"id", id}, {"pid", ::getpid()}, {"thread", true}});
+        try {
+          // The task's process group goes to the executor: if this process dies, it kills the orphaned task.
+          a->signals.on_task = [id, &emit](pid_t pgid) { emit(json{{"id", id}, {"task_pid", pgid}}); };
+          a->thread = std::thread([a, req = std::move(req), spec = std::move(spec), instance, id, &emit, &done_fd] {
+            int rc = run_thread_attempt(req, std::move(spec), *instance, a->signals);
+            emit(json{{"id", id}, {"exit_code", rc}});
+            a->done = true;
+            uint64_t one = 1;
+            [[maybe_unused]] ssize_t w = ::write(done_fd.get(), &one, sizeof one);
+          });
+        } catch (const std::system_error& e) {
+          threads.erase(id);
+          emit(json{{"id", id}, {"exit_code", kExitFailed}});
+        }
+        continue;
+      }
       pid_t pid = ::fork();
-      if (pid == 0) child_main(req, sfd.get(), instance);
+      if (pid == 0) child_main(req, sfd.get(), done_fd.get(), instance, spec.is_object() ? &spec : nullptr);
       if (pid < 0) {
         emit(json{{"id", id}, {"error", std::string("fork: ") + ::strerror(errno)}});
         continue;

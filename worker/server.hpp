@@ -1,7 +1,9 @@
 // `ork-worker --serve`: a resident worker for a local executor. It reads one JSON request per line on stdin
-// ({"op":"run","id","env","cwd","log_path"} or {"op":"kill","id","signal"}), forks itself per attempt (no exec, no
-// dynamic loading per task) and writes {"id","pid"} then {"id","exit_code"|"signal"} lines on stdout. When stdin
-// closes it lets running attempts finish, then exits.
+// ({"op":"run","id","env","cwd","log_path"} or {"op":"kill","id","signal"}) and writes {"id","pid"} then
+// {"id","exit_code"|"signal"} lines on stdout. A shell task on a fork-safe object store runs on a thread of this
+// process ({"id","pid","thread":true}, pid = this process, then {"id","task_pid"} once the task's process group
+// exists); any other attempt in a fork of it (no exec, no dynamic loading per task). ORK_WORKER_THREADS=0 forks for
+// every attempt. When stdin closes it lets running attempts finish, then exits.
 #pragma once
 
 #include "worker.hpp"
@@ -10,8 +12,8 @@ namespace ork::worker {
 
 int serve();
 
-// One attempt in this process: reads the spec, runs it; the exit code. The object store is `preloaded` (created
-// before the fork, fork-safe plugins only) or else loaded as ORK_OBJECT_STORE names it.
-int run_attempt(const std::string& spec_key, SignalWatch& signals, const ObjectProxy* preloaded);
+// One attempt in this process: reads the spec (unless `read_spec` holds it), runs it; the exit code. The object store
+// is `preloaded` (created before the fork, fork-safe plugins only) or else loaded as ORK_OBJECT_STORE names it.
+int run_attempt(const std::string& spec_key, SignalWatch& signals, const ObjectProxy* preloaded, json* read_spec);
 
 }  // namespace ork::worker

@@ -99,14 +99,21 @@ Heartbeat::Heartbeat(std::chrono::milliseconds first, std::chrono::milliseconds 
         }
       }) {}
 
+std::chrono::milliseconds heartbeat_interval(const char* value) {
+  long ms = value && *value ? std::strtol(value, nullptr, 10) : 10000;
+  return std::chrono::milliseconds(ms >= 10 ? ms : 10000);
+}
+
 Worker::Worker(const ObjectProxy& store, json spec, const std::string& spec_key, SignalWatch& signals,
-               std::chrono::milliseconds heartbeat_every, json secrets)
+               std::chrono::milliseconds heartbeat_every, json secrets, const AttemptEnv* ctx, int log_fd)
     : store_(store),
       spec_(std::move(spec)),
       secrets_(std::move(secrets)),
       masker_(secret_values(secrets_)),
       signals_(signals),
+      ctx_(ctx),
       heartbeat_every_(heartbeat_every) {
+  log_.tee_to(log_fd);
   log_.mask(masker_);
   if (auto it = spec_.find("attempt"); it != spec_.end() && it->is_number_integer()) attempt_ = it->get<int>();
   auto slash = spec_key.rfind('/');
@@ -158,7 +165,7 @@ TaskOutcome Worker::run_with_secrets() {
     if (secrets_.is_object() && secrets_.contains("env") && secrets_["env"].is_object())
       for (const auto& [k, v] : secrets_["env"].items()) env[k] = v;
     SecretFiles files(secrets_.is_object() ? secrets_.value("files", json::array()) : json::array(), env);
-    TaskOutcome out = run_runtime(spec_, log_, signals_);
+    TaskOutcome out = run_runtime(spec_, log_, signals_, ctx_);
     spec_["env"] = std::move(saved_env);
     return out;
   } catch (const std::exception& e) {

@@ -18,6 +18,9 @@ namespace ork::worker {
 // Process exit codes.
 inline constexpr int kExitSuccess = 0, kExitFailed = 1, kExitUsage = 2, kExitCancelled = 143;
 
+// The heartbeat period from ORK_HEARTBEAT_INTERVAL_MS's value (null or bad: 10 s).
+std::chrono::milliseconds heartbeat_interval(const char* value);
+
 // Calls `beat` every `every` on its own thread until destroyed (which stops it promptly and joins).
 class Heartbeat {
  public:
@@ -36,8 +39,10 @@ class Worker {
   // `spec` as read from spec.json; missing output/status/log keys are derived from `spec_key`'s folder. `secrets` is
   // ORK_TASK_SECRETS ({"env": {NAME: value}, "files": [{name, path, value}]}, or null): given to the task, masked in
   // everything the worker writes.
+  // `ctx` and `log_fd`: a thread-mode attempt's environment and the descriptor its log is tee'd to (else stderr).
   Worker(const ObjectProxy& store, json spec, const std::string& spec_key, SignalWatch& signals,
-         std::chrono::milliseconds heartbeat_every, json secrets = nullptr);
+         std::chrono::milliseconds heartbeat_every, json secrets = nullptr, const AttemptEnv* ctx = nullptr,
+         int log_fd = 2);
   // Runs the attempt; returns the process exit code (0 success, 1 failed, 143 cancelled).
   int run();
 
@@ -53,6 +58,7 @@ class Worker {
   json secrets_;
   Masker masker_;
   SignalWatch& signals_;
+  const AttemptEnv* ctx_;
   std::chrono::milliseconds heartbeat_every_;
   std::string status_key_, output_key_, log_key_, started_at_;
   int attempt_ = 1;

@@ -116,6 +116,8 @@ struct Child {
   UniqueFd pidfd;
   std::shared_ptr<WorkerServer> server;  // the resident worker that forked it; null when spawned directly
   bool orphan = false;                   // its resident worker died: watched through a pidfd, exit code unknown
+  bool in_thread = false;                // runs on a thread of its resident worker (pid is the worker's)
+  pid_t task_pid = -1;                   // in_thread: the task's process group, once reported
   bool watched = false;                  // the background thread polls it (set once the "running" event went out)
   bool cancelled = false;
   std::string state = "running";  // running | succeeded | failed | cancelled
@@ -163,6 +165,8 @@ class SubprocessExecutor : public ork::Executor {
       resident_ = cfg["resident_worker"].get<bool>();
     if (cfg.contains("resident_idle_ms") && !cfg["resident_idle_ms"].is_null())
       resident_idle_ms_ = std::max<int64_t>(cfg["resident_idle_ms"].get<int64_t>(), 0);
+    if (cfg.contains("resident_answer_ms") && !cfg["resident_answer_ms"].is_null())
+      resident_answer_ms_ = std::max<int64_t>(cfg["resident_answer_ms"].get<int64_t>(), 1);
     std::random_device rd;
     char nonce[24];
     std::snprintf(nonce, sizeof nonce, "%08x%08x", rd(), rd());
@@ -187,6 +191,7 @@ class SubprocessExecutor : public ork::Executor {
     std::vector<pid_t> pids;
     for (auto& [id, c] : children_)
       if (c.running() && c.pid > 0) {
+        if (c.in_thread && c.task_pid > 0) ::kill(-c.task_pid, SIGKILL);
         ::kill(-c.pid, SIGKILL);
         if (!c.server && !c.orphan) pids.push_back(c.pid);
       }
@@ -412,6 +417,15 @@ class SubprocessExecutor : public ork::Executor {
   // Runs the attempt as a fork of the resident worker: no exec and no dynamic loading per task.
   json dispatch_resident(const json& server_cmd, const std::map<std::string, std::string>& env,
                          const std::string& log_path) {
+    // A resident worker that does not answer (stopped, stuck) is abandoned once and the attempt goes to a new one.
+    for (int round = 0;; ++round) {
+      if (auto started = dispatch_resident_once(server_cmd, env, log_path, round == 0)) return *started;
+    }
+  }
+
+  // One try of dispatch_resident; nullopt when the worker did not answer and `may_abandon` (it is abandoned).
+  std::optional<json> dispatch_resident_once(const json& server_cmd, const std::map<std::string, std::string>& env,
+                                             const std::string& log_path, bool may_abandon) {
     std::shared_ptr<WorkerServer> server;
     std::string id;
     {
@@ -435,12 +449,20 @@ class SubprocessExecutor : public ork::Executor {
     std::unique_lock lock(mu_);
     Child& c = children_.at(id);
     if (!sent) c.message = "resident worker pid " + std::to_string(server->pid) + " is gone";
-    started_cv_.wait_for(lock, std::chrono::seconds(30), [&] { return !sent || c.pid > 0 || !c.running(); });
+    started_cv_.wait_for(lock, std::chrono::milliseconds(resident_answer_ms_),
+                         [&] { return !sent || c.pid > 0 || !c.running(); });
     if (c.pid <= 0 && c.running()) {
-      std::string m = "exec-subprocess: " + c.message + " (no pid reported)";
+      std::string m =
+          "exec-subprocess: " + c.message + " (no pid reported within " + std::to_string(resident_answer_ms_) + " ms)";
       running_.erase(id);
       children_.erase(id);
-      ork::throw_unavailable(m);
+      if (!sent || !may_abandon) ork::throw_unavailable(m);
+      server->closing = true;  // takes no more attempts; exits once it runs again and its attempts end
+      lock.unlock();
+      host_.log(ORK_LOG_WARN, m + ": abandoning it, starting another");
+      std::lock_guard wlock(write_mu_);
+      server->in.reset();
+      return std::nullopt;
     }
     if (c.pid <= 0) {  // the fork failed: report it as a failed start
       std::string m = "exec-subprocess: " + c.message;
@@ -609,9 +631,13 @@ class SubprocessExecutor : public ork::Executor {
       Child& c = it->second;
       if (ev.contains("pid")) {
         c.pid = ev["pid"].get<pid_t>();
-        c.message =
-            "running as pid " + std::to_string(c.pid) + " (forked by resident worker " + std::to_string(srv.pid) + ")";
+        c.in_thread = ev.value("thread", false);
+        c.message = c.in_thread ? "running on a thread of resident worker " + std::to_string(srv.pid)
+                                : "running as pid " + std::to_string(c.pid) + " (forked by resident worker " +
+                                      std::to_string(srv.pid) + ")";
         started_cv_.notify_all();
+      } else if (ev.contains("task_pid")) {
+        c.task_pid = ev["task_pid"].get<pid_t>();
       } else if (ev.contains("error")) {
         c.state = "failed";
         c.message = "resident worker: " + ev["error"].get<std::string>();
@@ -628,6 +654,7 @@ class SubprocessExecutor : public ork::Executor {
 
   // Called with mu_ held when a resident worker's stdout closed: it exited. Its forks keep running on their own; each
   // one with a pid is watched through a pidfd from now on (exit code unknown: the engine reads its status file).
+  // Attempts on its threads died with it: their tasks' process groups are killed, and they end as lost.
   void on_server_gone(const std::shared_ptr<WorkerServer>& srv, std::vector<json>& events) {
     srv->out.reset();
     srv->closing = true;
@@ -641,6 +668,11 @@ class SubprocessExecutor : public ork::Executor {
       Child& c = children_.at(id);
       if (c.server != srv) continue;
       c.orphan = true;
+      if (c.in_thread) {
+        if (c.task_pid > 0) ::kill(-c.task_pid, SIGKILL);
+        lost.push_back(id);
+        continue;
+      }
       if (c.pid > 0) c.pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, c.pid, 0)));
       if (!c.pidfd) lost.push_back(id);
     }
@@ -710,6 +742,7 @@ class SubprocessExecutor : public ork::Executor {
 
   bool resident_ = true;
   int64_t resident_idle_ms_ = 30000;
+  int64_t resident_answer_ms_ = 5000;  // how long a resident worker may take to report an attempt's start
 
   std::mutex mu_;
   std::condition_variable started_cv_;                  // a resident worker reported a pid (or failed)

@@ -361,15 +361,21 @@ TEST_F(ExecSubprocessTest, KillOnDestroyKillsChildren) {
   EXPECT_FALSE(alive(pid));
 }
 
-// --- the resident worker (`ork-worker --serve`): attempts are forks of one resident process -----------------------
+// --- the resident worker (`ork-worker --serve`): shell attempts on its threads (param true) or in forks of it ---
 
-class ResidentWorkerTest : public ExecSubprocessTest {
+class ResidentWorkerTest : public ExecSubprocessTest, public ::testing::WithParamInterface<bool> {
  protected:
   void SetUp() override {
     ExecSubprocessTest::SetUp();
     root_ = dir_ / "objects";
     fs::create_directories(root_);
+    ::setenv("ORK_WORKER_THREADS", threads() ? "1" : "0", 1);  // the resident worker inherits our environment
   }
+  void TearDown() override {
+    ExecSubprocessTest::TearDown();
+    ::unsetenv("ORK_WORKER_THREADS");
+  }
+  static bool threads() { return GetParam(); }
   // An ExecutionConfig whose spec (a shell task running `command`) is in the object store under task `task`.
   json task(const std::string& task, const std::string& command) {
     std::string key = "runs/R1/" + task + "/spec.json";
@@ -405,7 +411,7 @@ class ResidentWorkerTest : public ExecSubprocessTest {
   fs::path root_;
 };
 
-TEST_F(ResidentWorkerTest, AttemptsAreForksOfOneResidentWorker) {
+TEST_P(ResidentWorkerTest, AttemptsRunInOneResidentWorker) {
   auto a = dispatch(task("a", "echo '{\"n\": 1}'"));
   auto b = dispatch(task("b", "exit 3"));
   ASSERT_EQ(a[0], 'w');
@@ -424,7 +430,7 @@ TEST_F(ResidentWorkerTest, AttemptsAreForksOfOneResidentWorker) {
   EXPECT_EQ(exec_->status({{"executor_id", b}})["exit_code"], 1);
 }
 
-TEST_F(ResidentWorkerTest, CancelReachesTheForkedAttemptsGroup) {
+TEST_P(ResidentWorkerTest, CancelReachesTheAttemptsTask) {
   fs::path ready = dir_ / "ready", shell = dir_ / "shell.pid";
   auto id = dispatch(task(
       "c", "trap '' TERM; echo $$ > " + shell.string() + "; touch " + ready.string() + "; while :; do sleep 1; done"));
@@ -432,35 +438,67 @@ TEST_F(ResidentWorkerTest, CancelReachesTheForkedAttemptsGroup) {
   auto running = events_->for_id(id);
   ASSERT_FALSE(running.empty());
   pid_t pid = running[0]["pid"].get<pid_t>();
-  EXPECT_EQ(ppid_of(pid), server_of(id));
+  if (threads()) {
+    EXPECT_EQ(pid, server_of(id));  // the attempt is a thread of the resident worker
+  } else {
+    EXPECT_EQ(ppid_of(pid), server_of(id));  // a fork of it
+  }
   exec_->cancel({{"executor_id", id}, {"grace_ms", 300}});
   json fin = wait_final(id);
   EXPECT_EQ(fin["state"], "cancelled");
-  EXPECT_TRUE(eventually([&] { return !alive(pid); }, 5s));
+  if (threads()) {
+    EXPECT_EQ(status_of("c")["status"], "failed");  // the thread ended the attempt and said so
+  } else {
+    EXPECT_TRUE(eventually([&] { return !alive(pid); }, 5s));
+  }
   pid_t task_shell = static_cast<pid_t>(std::stol(read_file(shell)));
   EXPECT_TRUE(eventually([&] { return !alive(task_shell); }, 5s)) << "the task's shell survived the cancel";
 }
 
-TEST_F(ResidentWorkerTest, AnAttemptOutlivesItsResidentWorker) {
-  fs::path go = dir_ / "go";
-  auto id = dispatch(task("d", "while [ ! -e " + go.string() + " ]; do sleep 0.05; done; echo 7"));
-  ASSERT_TRUE(eventually([&] { return !events_->for_id(id).empty(); }));
+TEST_P(ResidentWorkerTest, AnAttemptOutlivesItsResidentWorkerOnlyAsAFork) {
+  fs::path go = dir_ / "go", shell = dir_ / "shell.pid";
+  auto id = dispatch(
+      task("d", "echo $$ > " + shell.string() + "; while [ ! -e " + go.string() + " ]; do sleep 0.05; done; echo 7"));
+  ASSERT_TRUE(eventually([&] { return !events_->for_id(id).empty() && !read_file(shell).empty(); }));
+  pid_t task_shell = static_cast<pid_t>(std::stol(read_file(shell)));
   pid_t server = server_of(id);
   ::kill(server, SIGKILL);
   EXPECT_TRUE(eventually([&] { return !alive(server); }, 5s));
-  std::ofstream(go) << "";
-  json fin = wait_final(id);  // pushed through a pidfd once the orphan ends; its status file has the result
+  if (!threads()) std::ofstream(go) << "";
+  // A fork: pushed through a pidfd once the orphan ends; its status file has the result. A thread died with the
+  // resident worker: the attempt is lost at once and its orphaned task is killed, so it cannot run on unobserved.
+  json fin = wait_final(id);
   EXPECT_EQ(fin["state"], "failed");
   EXPECT_TRUE(fin["exit_code"].is_null());
   EXPECT_NE(fin["message"].get<std::string>().find("resident worker"), std::string::npos) << fin;
-  EXPECT_EQ(status_of("d")["status"], "success");
+  if (threads()) {
+    EXPECT_TRUE(eventually([&] { return !alive(task_shell); }, 5s)) << "the orphaned task survived";
+    json st = status_of("d");
+    EXPECT_FALSE(st.is_object() && st.value("status", "") == "success") << st;
+  } else {
+    EXPECT_EQ(status_of("d")["status"], "success");
+  }
   // The next attempt starts a new resident worker.
   auto next = dispatch(task("e", "true"));
   EXPECT_NE(server_of(next), server);
   EXPECT_EQ(wait_final(next)["state"], "succeeded");
 }
 
-TEST_F(ResidentWorkerTest, AnIdleResidentWorkerExits) {
+TEST_P(ResidentWorkerTest, AResidentWorkerThatDoesNotAnswerIsAbandoned) {
+  auto ex = load({{"resident_answer_ms", 300}});
+  auto first = dispatch(*ex, task("s1", "true"));
+  EXPECT_EQ(wait_final(first)["state"], "succeeded");
+  pid_t stuck = server_of(first);
+  ASSERT_EQ(::kill(stuck, SIGSTOP), 0);
+  auto next = dispatch(*ex, task("s2", "echo 2"));  // no pid within 300 ms: a new resident worker takes it
+  EXPECT_NE(server_of(next), stuck);
+  EXPECT_EQ(wait_final(next)["state"], "succeeded");
+  EXPECT_EQ(status_of("s2")["status"], "success");
+  ::kill(stuck, SIGKILL);
+  EXPECT_TRUE(eventually([&] { return !alive(stuck); }, 5s));
+}
+
+TEST_P(ResidentWorkerTest, AnIdleResidentWorkerExits) {
   auto ex = load({{"resident_idle_ms", 200}});
   auto id = dispatch(*ex, task("f", "true"));
   EXPECT_EQ(wait_final(id)["state"], "succeeded");
@@ -468,7 +506,7 @@ TEST_F(ResidentWorkerTest, AnIdleResidentWorkerExits) {
   EXPECT_TRUE(eventually([&] { return !alive(server); }, 5s)) << "resident worker " << server << " stayed";
 }
 
-TEST_F(ResidentWorkerTest, ManyConcurrentAttemptsReportedOnce) {
+TEST_P(ResidentWorkerTest, ManyConcurrentAttemptsReportedOnce) {
   constexpr int kTasks = 40;
   std::vector<std::string> ids;
   for (int i = 0; i < kTasks; ++i) ids.push_back(dispatch(task("m" + std::to_string(i), "echo " + std::to_string(i))));
@@ -479,13 +517,16 @@ TEST_F(ResidentWorkerTest, ManyConcurrentAttemptsReportedOnce) {
   for (int i = 0; i < kTasks; ++i) EXPECT_EQ(status_of("m" + std::to_string(i))["status"], "success");
 }
 
-TEST_F(ResidentWorkerTest, ResidentWorkerCanBeTurnedOff) {
+TEST_P(ResidentWorkerTest, ResidentWorkerCanBeTurnedOff) {
   auto ex = load({{"resident_worker", false}, {"kill_on_destroy", true}});
   auto id = dispatch(*ex, task("g", "true"));
   EXPECT_NE(id[0], 'w');  // a directly spawned ork-worker: "<pid>:<nonce>-<n>"
   EXPECT_EQ(wait_final(id)["state"], "succeeded");
   EXPECT_EQ(status_of("g")["status"], "success");
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, ResidentWorkerTest, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "Threads" : "Forks"; });
 
 }  // namespace
 
