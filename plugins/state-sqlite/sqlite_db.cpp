@@ -1,15 +1,21 @@
 // Poco Data SQLite behind the Db facade. The session is built from SQLite::SessionImpl directly (no connector
-// registration in Poco's process-wide SessionFactory, so unloading the plugin leaves nothing dangling).
+// registration in Poco's process-wide SessionFactory, so unloading the plugin leaves nothing dangling). exec() and
+// query() run on the session's own connection through statements prepared once and kept (SQLite compiles a statement
+// in tens of microseconds; a task transition runs several); batches go through Poco's bulk binding.
 #include "sqlite_db.hpp"
 
 #include <Poco/AutoPtr.h>
 #include <Poco/Data/SQLite/SQLiteException.h>
 #include <Poco/Data/SQLite/SessionImpl.h>
+#include <Poco/Data/SQLite/Utility.h>
 #include <Poco/Data/Session.h>
 #include <Poco/Data/Statement.h>
 #include <Poco/Nullable.h>
+#include <sqlite3.h>
 
 #include <ork/plugin.hpp>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 
 namespace ork::sqlite {
@@ -60,11 +66,70 @@ struct Buffer {
   std::vector<NInt> ints;
 };
 
+// Maps a SQLite result code to the plugin status the host understands (as rethrow() does for Poco's exceptions).
+[[noreturn]] void throw_sqlite(sqlite3* db, int rc, const std::string& sql) {
+  std::string msg =
+      std::string("sqlite: ") + sqlite3_errmsg(db) + " [" + sql.substr(0, 60) + (sql.size() > 60 ? "...]" : "]");
+  switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+      throw PluginError(ORK_ERR_CONFLICT, msg);
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_PROTOCOL:
+      throw PluginError(ORK_ERR_UNAVAILABLE, msg + " (database busy; retry)");
+    default:
+      throw PluginError(ORK_ERR_INTERNAL, msg);
+  }
+}
+
+using Stmt = std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)>;
+
+// Resets a cached statement and drops its bindings when a call is done with it, whatever happened.
+struct StmtUse {
+  sqlite3_stmt* st;
+  ~StmtUse() {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+  }
+};
+
 }  // namespace
 
 struct Db::Impl {
+  static constexpr size_t kMaxCached = 256;  // statements differ only by shape (values are bound): a few dozen
   PD::Session session;
-  explicit Impl(const std::string& path) : session(Poco::makeAuto<PD::SQLite::SessionImpl>(path)) {}
+  sqlite3* db;
+  std::unordered_map<std::string, Stmt> cache;
+  explicit Impl(const std::string& path)
+      : session(Poco::makeAuto<PD::SQLite::SessionImpl>(path)), db(PD::SQLite::Utility::dbHandle(session)) {}
+
+  // The prepared statement for `sql` (one statement), compiled on first use. Null when `sql` holds several.
+  sqlite3_stmt* prepare(const std::string& sql) {
+    if (auto it = cache.find(sql); it != cache.end()) return it->second.get();
+    sqlite3_stmt* raw = nullptr;
+    const char* tail = nullptr;
+    int rc =
+        sqlite3_prepare_v3(db, sql.c_str(), static_cast<int>(sql.size() + 1), SQLITE_PREPARE_PERSISTENT, &raw, &tail);
+    Stmt st(raw, sqlite3_finalize);
+    if (rc != SQLITE_OK) throw_sqlite(db, rc, sql);
+    if (tail && std::string_view(tail).find_first_not_of(" \t\r\n;") != std::string_view::npos) return nullptr;
+    if (cache.size() >= kMaxCached) cache.clear();
+    return cache.emplace(sql, std::move(st)).first->second.get();
+  }
+
+  void bind(sqlite3_stmt* st, const std::vector<Value>& params, const std::string& sql) {
+    for (size_t i = 0; i < params.size(); ++i) {
+      const int at = static_cast<int>(i + 1);
+      int rc;
+      if (const auto* n = std::get_if<int64_t>(&params[i]))
+        rc = sqlite3_bind_int64(st, at, *n);
+      else if (const auto* t = std::get_if<std::string>(&params[i]))  // params outlive the statement's use
+        rc = sqlite3_bind_text(st, at, t->data(), static_cast<int>(t->size()), SQLITE_STATIC);
+      else
+        rc = sqlite3_bind_null(st, at);
+      if (rc != SQLITE_OK) throw_sqlite(db, rc, sql);
+    }
+  }
 };
 
 Db::Db(const std::string& path, int64_t busy_timeout_ms) {
@@ -78,7 +143,17 @@ Db::Db(const std::string& path, int64_t busy_timeout_ms) {
 Db::~Db() = default;
 
 size_t Db::exec(const std::string& sql, const std::vector<Value>& params) {
-  return mapped(sql, [&] {
+  if (sqlite3_stmt* st = impl_->prepare(sql)) {
+    StmtUse use{st};
+    impl_->bind(st, params, sql);
+    const int64_t before = sqlite3_total_changes64(impl_->db);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    }
+    if (rc != SQLITE_DONE) throw_sqlite(impl_->db, rc, sql);
+    return static_cast<size_t>(sqlite3_total_changes64(impl_->db) - before);
+  }
+  return mapped(sql, [&] {  // several statements in one string (schema migrations): Poco runs them
     PD::Statement st(impl_->session);
     st << sql;
     bind_params(st, params);
@@ -88,41 +163,30 @@ size_t Db::exec(const std::string& sql, const std::vector<Value>& params) {
 
 std::vector<Row> Db::query(const std::string& sql, const std::vector<Value>& params,
                            const std::vector<ColType>& columns) {
-  return mapped(sql, [&] {
-    std::vector<Buffer> bufs(columns.size());  // sized once: Poco keeps references into it
-    PD::Statement st(impl_->session);
-    st << sql;
-    bind_params(st, params);
+  sqlite3_stmt* st = impl_->prepare(sql);
+  if (!st) throw PluginError(ORK_ERR_INTERNAL, "sqlite: a query must be one statement [" + sql.substr(0, 60) + "]");
+  StmtUse use{st};
+  impl_->bind(st, params, sql);
+  std::vector<Row> rows;
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    Row& row = rows.emplace_back();
+    row.reserve(columns.size());
     for (size_t c = 0; c < columns.size(); ++c) {
-      if (columns[c] == ColType::Int)
-        st, into(bufs[c].ints);
-      else
-        st, into(bufs[c].text);
-    }
-    st.execute();
-    size_t n = columns.empty() ? 0 : (columns[0] == ColType::Int ? bufs[0].ints.size() : bufs[0].text.size());
-    std::vector<Row> rows(n);
-    for (size_t r = 0; r < n; ++r) {
-      rows[r].reserve(columns.size());
-      for (size_t c = 0; c < columns.size(); ++c) {
-        Row& row = rows[r];
-        if (columns[c] == ColType::Int) {
-          const NInt& v = bufs[c].ints[r];
-          if (v.isNull())
-            row.emplace_back(nullptr);
-          else
-            row.emplace_back(std::in_place_type<int64_t>, v.value());
-        } else {
-          NText& v = bufs[c].text[r];
-          if (v.isNull())
-            row.emplace_back(nullptr);
-          else
-            row.emplace_back(std::in_place_type<std::string>, std::move(v.value()));
-        }
+      const int col = static_cast<int>(c);
+      if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+        row.emplace_back(nullptr);
+      } else if (columns[c] == ColType::Int) {
+        row.emplace_back(std::in_place_type<int64_t>, sqlite3_column_int64(st, col));
+      } else {
+        const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(st, col));
+        row.emplace_back(std::in_place_type<std::string>, text ? text : "",
+                         static_cast<size_t>(sqlite3_column_bytes(st, col)));
       }
     }
-    return rows;
-  });
+  }
+  if (rc != SQLITE_DONE) throw_sqlite(impl_->db, rc, sql);
+  return rows;
 }
 
 size_t Db::exec_batch(const std::string& sql, std::vector<BatchColumn> columns) {

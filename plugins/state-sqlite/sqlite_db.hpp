@@ -1,5 +1,6 @@
 // A small Poco-free facade over one Poco Data SQLite session: typed parameters and columns, batched inserts,
-// RAII transactions, and SQLite errors mapped to ork::PluginError codes. Not thread-safe: callers serialize.
+// RAII transactions, prepared statements kept for reuse, and SQLite errors mapped to ork::PluginError codes. Not
+// thread-safe: callers serialize.
 #pragma once
 
 #include <cstddef>
