@@ -320,7 +320,7 @@ std::string Engine::start_run(const std::string& workflow_name, const json& inpu
       plugins_.state().acquire_lease({{"run_id", run_id}, {"owner", cfg_.host_id}, {"ttl_ms", cfg_.lease_ttl_ms}});
   if (lease.value("acquired", false)) {
     run["owner"] = cfg_.host_id;
-    adopt(run, true);
+    adopt(run, true, std::move(wf));
   }
   return run_id;
 }
@@ -370,11 +370,12 @@ void Engine::wait_takeover(int64_t delay_ms) {
   });
 }
 
-void Engine::adopt(json run, bool fresh) {
+void Engine::adopt(json run, bool fresh, std::optional<WorkflowDefinition> wf) {
   auto r = std::make_unique<RunState>();
   std::string id = run["id"];
-  auto wf_rec = plugins_.state().get_workflow({{"name", run["workflow_name"]}});
-  if (!wf_rec) {
+  std::optional<json> wf_rec;
+  if (!wf) wf_rec = plugins_.state().get_workflow({{"name", run["workflow_name"]}});
+  if (!wf && !wf_rec) {
     plugins_.state().update_run({{"id", id},
                                  {"set",
                                   {{"status", "failed"},
@@ -383,7 +384,7 @@ void Engine::adopt(json run, bool fresh) {
     plugins_.state().release_lease({{"run_id", id}, {"owner", cfg_.host_id}});
     return;
   }
-  r->wf = (*wf_rec)["definition"].get<WorkflowDefinition>();
+  r->wf = wf ? std::move(*wf) : (*wf_rec)["definition"].get<WorkflowDefinition>();
   r->contracts = std::make_unique<TaskContracts>(r->wf, secrets_);
   r->run = std::move(run);
   auto rows = plugins_.state().get_task_runs({{"run_id", id}});

@@ -30,9 +30,9 @@ struct EngineConfig {
   int max_active_tasks = 32;                // attempts in flight at once on this host, over all runs
   int fanout_batch = 500;                   // fan-out instances stored (and held in memory) per batch
   int64_t clock_offset_ms = 0;              // shifts the clock schedules are evaluated on (tests: ORK_CLOCK_OFFSET_MS)
-  std::vector<std::string> worker_command;         // how executors start ork-worker
+  std::vector<std::string> worker_command;  // how executors start ork-worker
   std::vector<std::string> worker_server_command;  // a resident ork-worker local executors may fork from; empty: none
-  static EngineConfig from_env();           // defaults overridden by ORK_* environment variables
+  static EngineConfig from_env();                  // defaults overridden by ORK_* environment variables
 };
 
 // A run or task status change, for progress output and (later) the API's event stream.
@@ -86,7 +86,8 @@ class Engine {
   struct RunState;
   struct FanOut;
 
-  void adopt(json run, bool fresh);
+  // Loads a leased run (its workflow's definition from the store unless `wf` already holds it) and starts driving it.
+  void adopt(json run, bool fresh, std::optional<WorkflowDefinition> wf = std::nullopt);
   void attach(RunState& rs, bool fresh);
   void wait_takeover(int64_t delay_ms);
   void advance(RunState& r);
