@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdio>
@@ -191,7 +192,7 @@ int run_thread_attempt(const json& req, json spec, const ObjectProxy& store, Sig
 struct ThreadAttempt {
   SignalWatch signals{SignalWatch::ThreadMode{}};
   std::atomic<bool> done{false};
-  std::thread thread;
+  std::jthread thread;  // last: joined before the rest goes
 };
 
 }  // namespace
@@ -215,13 +216,14 @@ int serve() {
   const bool threads_enabled = !(threads_env && std::string(threads_env) == "0");
 
   Emitter emit;
-  std::map<pid_t, std::string> children;                          // forks: pid (= process group) -> request id
-  std::map<std::string, std::unique_ptr<ThreadAttempt>> threads;  // request id -> attempt on a thread
+  std::map<pid_t, std::string> children;  // forks: pid (= process group) -> request id
   using Library = std::unique_ptr<void, int (*)(void*)>;
   std::map<std::string, Library> preloaded;  // object-store libraries, mapped once for all forks
   // Instances of fork-safe object stores (capability "fork_safe"), created once per ORK_OBJECT_STORE value and used
   // by every forked attempt: no per-attempt plugin set-up (root resolution, descriptors, random seeds).
   std::map<std::string, std::unique_ptr<ObjectProxy>> instances;
+  // Request id -> attempt on a thread; declared last, so its threads are joined before what they use goes.
+  std::map<std::string, std::unique_ptr<ThreadAttempt>> threads;
   std::string buffer;
   bool input_open = true;
   while (input_open || !children.empty() || !threads.empty()) {
@@ -292,6 +294,8 @@ int serve() {
       std::string store = req_env(req, "ORK_OBJECT_STORE");
       const ObjectProxy* instance = store.empty() ? nullptr : preload_store(store, preloaded, instances);
       json spec = instance ? read_spec(req, *instance) : json();
+      if (threads.count(id) || std::any_of(children.begin(), children.end(), [&](auto& c) { return c.second == id; }))
+        continue;  // already running: a repeated request changes nothing
       if (threads_enabled && thread_eligible(req, spec)) {
         auto attempt = std::make_unique<ThreadAttempt>();
         ThreadAttempt* a = attempt.get();
@@ -300,14 +304,14 @@ int serve() {
         try {
           // The task's process group goes to the executor: if this process dies, it kills the orphaned task.
           a->signals.on_task = [id, &emit](pid_t pgid) { emit(json{{"id", id}, {"task_pid", pgid}}); };
-          a->thread = std::thread([a, req = std::move(req), spec = std::move(spec), instance, id, &emit, &done_fd] {
+          a->thread = std::jthread([a, req = std::move(req), spec = std::move(spec), instance, id, &emit, &done_fd] {
             int rc = run_thread_attempt(req, std::move(spec), *instance, a->signals);
             emit(json{{"id", id}, {"exit_code", rc}});
             a->done = true;
             uint64_t one = 1;
             [[maybe_unused]] ssize_t w = ::write(done_fd.get(), &one, sizeof one);
           });
-        } catch (const std::system_error& e) {
+        } catch (const std::system_error&) {
           threads.erase(id);
           emit(json{{"id", id}, {"exit_code", kExitFailed}});
         }
