@@ -307,12 +307,18 @@ tasks:
       NOPE:
         secret: not_configured
     command: "true"
+  plain:
+    command: |
+      env | grep -c '^ORK_SECRET_' > )~" +
+                              seen + R"~(.plain || true
 )~");
   auto r = e.host("run " + wf, "ORK_SECRET_API_TOKEN=" + from_env);
   EXPECT_EQ(r.exit_code, 1) << r.output;  // leak_error and missing fail
   // The task got the real values, and no other ORK_SECRET_* variable.
   EXPECT_EQ(read_file(seen), from_env + "|" + from_file + "|" + file_secret);
   EXPECT_EQ(read_file(seen + ".leaked"), "0\n");
+  // A task without secrets runs on a thread of the resident worker: the host's ORK_SECRET_* are hidden there too.
+  EXPECT_EQ(read_file(seen + ".plain"), "0\n");
   auto t = e.tasks();
   EXPECT_EQ(t["use"]["status"], "success");
   EXPECT_EQ(t["use"]["output"], json({{"echo", "***"}, {"plain", "not-secret"}}));
