@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -16,14 +17,18 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "loader/plugin_loader.hpp"
+
+extern char** environ;
 
 namespace ork::worker {
 
@@ -52,7 +57,8 @@ class Emitter {
 };
 
 // In the forked child: the environment, descriptors and signal state of a freshly exec'ed worker, then the attempt.
-[[noreturn]] void child_main(const json& req, int signal_fd, int done_fd, const ObjectProxy* store, json* spec) {
+[[noreturn]] void child_main(const json& req, const EnvMap& env, int signal_fd, int done_fd, const ObjectProxy* store,
+                             json* spec) {
   ::close(signal_fd);
   ::close(done_fd);
   ::setpgid(0, 0);
@@ -66,9 +72,7 @@ class Emitter {
     ::dup2(out_fd, STDERR_FILENO);
   }
   ::clearenv();
-  if (auto it = req.find("env"); it != req.end() && it->is_object())
-    for (const auto& [k, v] : it->items())
-      if (v.is_string()) ::setenv(k.c_str(), v.get<std::string>().c_str(), 1);
+  for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
   if (auto it = req.find("cwd"); it != req.end() && it->is_string() && !it->get<std::string>().empty())
     if (::chdir(it->get<std::string>().c_str()) != 0) {
       std::cerr << "ork-worker: cannot change to " << it->get<std::string>() << ": " << ::strerror(errno) << std::endl;
@@ -130,18 +134,43 @@ const ObjectProxy* preload_store(const std::string& store,
   return instances.emplace(store, std::move(proxy)).first->second.get();
 }
 
-// A string member of the request's env; "" when missing.
-std::string req_env(const json& req, const char* name) {
-  auto env = req.find("env");
-  if (env == req.end() || !env->is_object()) return "";
-  auto it = env->find(name);
-  return it != env->end() && it->is_string() ? it->get<std::string>() : "";
+// The process environment as a map.
+EnvMap environ_map() {
+  EnvMap env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view kv(*e);
+    auto eq = kv.find('=');
+    if (eq != std::string_view::npos && eq > 0) env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+  return env;
+}
+
+// An attempt's whole worker environment: the request's `env`, or with "env_from": "server" the environment this
+// process started with, minus `env_unset`, plus `env` (the executor sends only what differs).
+EnvMap request_env(const json& req, const EnvMap& base) {
+  EnvMap env;
+  if (req.value("env_from", json()) == "server") {
+    env = base;
+    if (auto it = req.find("env_unset"); it != req.end() && it->is_array())
+      for (const auto& name : *it)
+        if (name.is_string()) env.erase(name.get<std::string>());
+  }
+  if (auto it = req.find("env"); it != req.end() && it->is_object())
+    for (const auto& [k, v] : it->items())
+      if (v.is_string()) env[k] = v.get<std::string>();
+  return env;
+}
+
+// A variable of an attempt's environment; "" when missing.
+std::string env_of(const EnvMap& env, const char* name) {
+  auto it = env.find(name);
+  return it != env.end() ? it->second : "";
 }
 
 // The request's spec read through the shared store; null when it cannot be read (the fork then reads it and reports
 // the error itself).
-json read_spec(const json& req, const ObjectProxy& store) {
-  const std::string key = req_env(req, "ORK_TASK_SPEC_PATH");
+json read_spec(const EnvMap& env, const ObjectProxy& store) {
+  const std::string key = env_of(env, "ORK_TASK_SPEC_PATH");
   if (key.empty()) return nullptr;
   try {
     auto text = store.get(key);
@@ -154,18 +183,16 @@ json read_spec(const json& req, const ObjectProxy& store) {
 }
 
 // Whether an attempt may run on a thread: a shell task with no secrets, not a container task.
-bool thread_eligible(const json& req, const json& spec) {
-  return spec.is_object() && is_shell_task(spec) && req_env(req, "ORK_TASK_SECRETS").empty() &&
-         req_env(req, "ORK_CONTAINER_TASK") != "1";
+bool thread_eligible(const EnvMap& env, const json& spec) {
+  return spec.is_object() && is_shell_task(spec) && env_of(env, "ORK_TASK_SECRETS").empty() &&
+         env_of(env, "ORK_CONTAINER_TASK") != "1";
 }
 
 // One attempt on a thread: the worker environment a fork would get from clearenv/setenv, without the host's secret
 // variables; its log tee'd to log_path (else our stderr); cancelled through `signals`. The exit code.
-int run_thread_attempt(const json& req, json spec, const ObjectProxy& store, SignalWatch& signals) {
+int run_thread_attempt(const json& req, EnvMap env, json spec, const ObjectProxy& store, SignalWatch& signals) {
   AttemptEnv ctx;
-  if (auto env = req.find("env"); env != req.end() && env->is_object())
-    for (const auto& [k, v] : env->items())
-      if (v.is_string()) ctx.env[k] = v.get<std::string>();
+  ctx.env = std::move(env);
   auto prefix_it = ctx.env.find("ORK_SECRET_ENV_PREFIX");
   const std::string prefix = prefix_it != ctx.env.end() ? prefix_it->second : "ORK_SECRET_";
   if (prefix_it != ctx.env.end()) ctx.env.erase(prefix_it);
@@ -186,6 +213,50 @@ int run_thread_attempt(const json& req, json spec, const ObjectProxy& store, Sig
     [[maybe_unused]] ssize_t n = ::write(log_fd, line.data(), line.size());
     return kExitFailed;
   }
+}
+
+// Starts a fresh `ork-worker` for an attempt (what a fork would have run, at the cost of an exec): its own process
+// group, the attempt's environment and cwd, stdin /dev/null, stdout and stderr to log_path (else ours). The pid, or -1
+// with `why`.
+pid_t spawn_worker(const std::string& exe, const json& req, const EnvMap& env, std::string& why) {
+  std::string log_path = req.value("log_path", json()).is_string() ? req["log_path"].get<std::string>() : "";
+  std::string cwd = req.value("cwd", json()).is_string() ? req["cwd"].get<std::string>() : "";
+  std::vector<std::string> vars;
+  vars.reserve(env.size());
+  for (const auto& [k, v] : env) vars.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& v : vars) envp.push_back(v.data());
+  envp.push_back(nullptr);
+  std::string arg0 = "ork-worker";
+  char* argv[] = {arg0.data(), nullptr};
+  Fd log(log_path.empty() ? -1 : ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  const int out_fd = log ? log.get() : STDERR_FILENO;
+  // Nothing below throws: the spawn objects are destroyed on every path.
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawnattr_init(&attr);
+  posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&fa, out_fd, STDERR_FILENO);
+  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
+  sigset_t none, defaults;
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  for (int sig : {SIGTERM, SIGINT, SIGCHLD, SIGPIPE, SIGHUP, SIGQUIT}) sigaddset(&defaults, sig);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  pid_t pid = -1;
+  int rc = exe.empty() ? ENOENT : ::posix_spawn(&pid, exe.c_str(), &fa, &attr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    why = "cannot start " + exe + ": " + std::string(::strerror(rc));
+    return -1;
+  }
+  return pid;
 }
 
 // An attempt running on a thread of the server.
@@ -212,6 +283,7 @@ int serve() {
     std::cerr << "ork-worker --serve: signalfd/eventfd: " << ::strerror(errno) << std::endl;
     return kExitUsage;
   }
+  const EnvMap base_env = environ_map();  // what requests with "env_from": "server" are relative to
   const char* threads_env = std::getenv("ORK_WORKER_THREADS");
   const bool threads_enabled = !(threads_env && std::string(threads_env) == "0");
 
@@ -224,6 +296,18 @@ int serve() {
   std::map<std::string, std::unique_ptr<ObjectProxy>> instances;
   // Request id -> attempt on a thread; declared last, so its threads are joined before what they use goes.
   std::map<std::string, std::unique_ptr<ThreadAttempt>> threads;
+  auto join_finished = [&threads] {
+    for (auto it = threads.begin(); it != threads.end();) {
+      if (!it->second->done) {
+        ++it;
+        continue;
+      }
+      it->second->thread.join();
+      it = threads.erase(it);
+    }
+  };
+  std::error_code ec;
+  const std::string self_exe = std::filesystem::read_symlink("/proc/self/exe", ec).string();
   std::string buffer;
   bool input_open = true;
   while (input_open || !children.empty() || !threads.empty()) {
@@ -256,14 +340,7 @@ int serve() {
     if (fds[1].revents) {
       uint64_t v = 0;
       [[maybe_unused]] ssize_t r = ::read(done_fd.get(), &v, sizeof v);
-      for (auto it = threads.begin(); it != threads.end();) {
-        if (!it->second->done) {
-          ++it;
-          continue;
-        }
-        it->second->thread.join();
-        it = threads.erase(it);
-      }
+      join_finished();
     }
     if (!fds[2].revents) continue;
     char chunk[65536];
@@ -291,12 +368,13 @@ int serve() {
         continue;
       }
       if (op != "run") continue;
-      std::string store = req_env(req, "ORK_OBJECT_STORE");
+      EnvMap env = request_env(req, base_env);
+      std::string store = env_of(env, "ORK_OBJECT_STORE");
       const ObjectProxy* instance = store.empty() ? nullptr : preload_store(store, preloaded, instances);
-      json spec = instance ? read_spec(req, *instance) : json();
+      json spec = instance ? read_spec(env, *instance) : json();
       if (threads.count(id) || std::any_of(children.begin(), children.end(), [&](auto& c) { return c.second == id; }))
         continue;  // already running: a repeated request changes nothing
-      if (threads_enabled && thread_eligible(req, spec)) {
+      if (threads_enabled && thread_eligible(env, spec)) {
         auto attempt = std::make_unique<ThreadAttempt>();
         ThreadAttempt* a = attempt.get();
         threads.emplace(id, std::move(attempt));
@@ -304,8 +382,9 @@ int serve() {
         try {
           // The task's process group goes to the executor: if this process dies, it kills the orphaned task.
           a->signals.on_task = [id, &emit](pid_t pgid) { emit(json{{"id", id}, {"task_pid", pgid}}); };
-          a->thread = std::jthread([a, req = std::move(req), spec = std::move(spec), instance, id, &emit, &done_fd] {
-            int rc = run_thread_attempt(req, std::move(spec), *instance, a->signals);
+          a->thread = std::jthread([a, req = std::move(req), env = std::move(env), spec = std::move(spec), instance, id,
+                                    &emit, &done_fd]() mutable {
+            int rc = run_thread_attempt(req, std::move(env), std::move(spec), *instance, a->signals);
             emit(json{{"id", id}, {"exit_code", rc}});
             a->done = true;
             uint64_t one = 1;
@@ -317,13 +396,24 @@ int serve() {
         }
         continue;
       }
-      pid_t pid = ::fork();
-      if (pid == 0) child_main(req, sfd.get(), done_fd.get(), instance, spec.is_object() ? &spec : nullptr);
-      if (pid < 0) {
-        emit(json{{"id", id}, {"error", std::string("fork: ") + ::strerror(errno)}});
-        continue;
+      join_finished();
+      pid_t pid = -1;
+      if (threads.empty()) {  // single-threaded now: a fork inherits no lock another thread holds
+        pid = ::fork();
+        if (pid == 0) child_main(req, env, sfd.get(), done_fd.get(), instance, spec.is_object() ? &spec : nullptr);
+        if (pid < 0) {
+          emit(json{{"id", id}, {"error", std::string("fork: ") + ::strerror(errno)}});
+          continue;
+        }
+        ::setpgid(pid, pid);  // also in the child: whichever runs first, the group exists before a kill
+      } else {  // attempt threads run (and may hold libc's locks, e.g. tzset's): a fresh ork-worker instead
+        std::string why;
+        pid = spawn_worker(self_exe, req, env, why);
+        if (pid < 0) {
+          emit(json{{"id", id}, {"error", why}});
+          continue;
+        }
       }
-      ::setpgid(pid, pid);  // also in the child: whichever runs first, the group exists before a kill
       children.emplace(pid, id);
       emit(json{{"id", id}, {"pid", pid}});
     }

@@ -1,5 +1,6 @@
 // `ork-worker --serve`: a resident worker for a local executor. It reads one JSON request per line on stdin
-// ({"op":"run","id","env","cwd","log_path"} or {"op":"kill","id","signal"}) and writes {"id","pid"} then
+// ({"op":"run","id","env","cwd","log_path"} — with "env_from":"server", `env` and `env_unset` are the difference from
+// this process's own starting environment — or {"op":"kill","id","signal"}) and writes {"id","pid"} then
 // {"id","exit_code"|"signal"} lines on stdout. A shell task on a fork-safe object store runs on a thread of this
 // process ({"id","pid","thread":true}, pid = this process, then {"id","task_pid"} once the task's process group
 // exists); any other attempt in a fork of it (no exec, no dynamic loading per task). ORK_WORKER_THREADS=0 forks for

@@ -108,6 +108,18 @@ std::string env_value(const json& v) {
   return v.is_string() ? v.get<std::string>() : v.dump();
 }
 
+// This process's environment as a map.
+std::map<std::string, std::string> environ_map() {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view kv(*e);
+    size_t eq = kv.find('=');
+    if (eq != std::string_view::npos && eq > 0)
+      env.emplace(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
+  }
+  return env;
+}
+
 // One dispatched attempt.
 struct WorkerServer;
 
@@ -140,6 +152,7 @@ struct Child {
 // A resident `ork-worker --serve` (see worker/server.hpp): requests on `in`, events on `out`.
 struct WorkerServer {
   pid_t pid = -1;
+  std::map<std::string, std::string> base_env;  // the environment it started with: requests carry what differs
   UniqueFd in, out, pidfd;
   std::string buffer;    // partial event line
   bool closing = false;  // stdin closed (idle or shutdown): takes no more requests
@@ -221,13 +234,7 @@ class SubprocessExecutor : public ork::Executor {
     if (args[0].empty()) ork::throw_invalid("exec-subprocess: worker_command[0] is empty");
 
     // The current environment, then the config's env on top.
-    std::map<std::string, std::string> env;
-    for (char** e = environ; e && *e; ++e) {
-      std::string_view kv(*e);
-      size_t eq = kv.find('=');
-      if (eq != std::string_view::npos && eq > 0)
-        env.emplace(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
-    }
+    std::map<std::string, std::string> env = environ_map();
     if (cfg.contains("env") && !cfg["env"].is_null()) {
       if (!cfg["env"].is_object()) ork::throw_invalid("exec-subprocess: env must be an object");
       for (const auto& [k, v] : cfg["env"].items()) {
@@ -390,6 +397,7 @@ class SubprocessExecutor : public ork::Executor {
     }
     auto server = std::make_shared<WorkerServer>();
     server->pid = pid;
+    server->base_env = environ_map();
     server->in = std::move(req_w);
     server->out = std::move(ev_r);
     server->pidfd = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
@@ -443,7 +451,25 @@ class SubprocessExecutor : public ork::Executor {
       idle_at_.reset();
     }
     wake();  // polls a new server's events
-    json request{{"op", "run"}, {"id", id}, {"env", env}, {"log_path", log_path.empty() ? json() : json(log_path)}};
+    // The environment as a difference from the one the resident worker started with (a few variables, not all).
+    json delta = json::object(), unset = json::array();
+    auto b = server->base_env.begin();
+    for (const auto& [k, v] : env) {
+      for (; b != server->base_env.end() && b->first < k; ++b) unset.push_back(b->first);
+      if (b != server->base_env.end() && b->first == k) {
+        if (b->second != v) delta[k] = v;
+        ++b;
+      } else {
+        delta[k] = v;
+      }
+    }
+    for (; b != server->base_env.end(); ++b) unset.push_back(b->first);
+    json request{{"op", "run"},
+                 {"id", id},
+                 {"env_from", "server"},
+                 {"env", std::move(delta)},
+                 {"env_unset", std::move(unset)},
+                 {"log_path", log_path.empty() ? json() : json(log_path)}};
     if (!cwd_.empty()) request["cwd"] = cwd_;
     bool sent = send(*server, request);
     std::unique_lock lock(mu_);

@@ -430,6 +430,47 @@ TEST_P(ResidentWorkerTest, AttemptsRunInOneResidentWorker) {
   EXPECT_EQ(exec_->status({{"executor_id", b}})["exit_code"], 1);
 }
 
+TEST_P(ResidentWorkerTest, AttemptsSeeTheEnvironmentOfTheirDispatch) {
+  ::setenv("ORK_TEST_GONE", "at-start", 1);
+  ::setenv("ORK_TEST_CHANGED", "old", 1);
+  auto first = dispatch(task("v1", "true"));  // starts the resident worker with both
+  EXPECT_EQ(wait_final(first)["state"], "succeeded");
+  ::unsetenv("ORK_TEST_GONE");
+  ::setenv("ORK_TEST_CHANGED", "new", 1);
+  ::setenv("ORK_TEST_ADDED", "added", 1);
+  fs::path out = dir_ / "env.txt";
+  auto id = dispatch(
+      task("v2", "echo \"${ORK_TEST_GONE-unset} $ORK_TEST_CHANGED $ORK_TEST_ADDED $ORK_TASK_NAME\" > " + out.string()));
+  EXPECT_EQ(server_of(id), server_of(first));  // the same resident worker, started with the old environment
+  EXPECT_EQ(wait_final(id)["state"], "succeeded");
+  EXPECT_EQ(read_file(out), "unset new added v2\n");
+  for (const char* v : {"ORK_TEST_CHANGED", "ORK_TEST_ADDED"}) ::unsetenv(v);
+}
+
+TEST_P(ResidentWorkerTest, AnAttemptThatCannotBeAThreadRunsBesideThreadAttempts) {
+  // A task with secrets is never a thread. While thread attempts run, it is a fresh ork-worker (exec), not a fork: a
+  // fork could inherit a libc lock (tzset's, for one) that a thread holds at that moment and hang on it.
+  fs::path go = dir_ / "go", out = dir_ / "secret.txt";
+  const std::string wait_go = "while [ ! -e " + go.string() + " ]; do sleep 0.02; done";
+  auto shell = dispatch(task("t1", wait_go));
+  json with_secret = task("t2", wait_go + "; echo \"$S\" > " + out.string());
+  with_secret["env"]["ORK_TASK_SECRETS"] = json{{"env", {{"S", "s3cr3t"}}}}.dump();
+  auto secret = dispatch(with_secret);
+  pid_t pid = events_->for_id(secret).at(0)["pid"].get<pid_t>();
+  EXPECT_EQ(ppid_of(pid), server_of(secret));
+  std::string cmdline = read_file("/proc/" + std::to_string(pid) + "/cmdline");
+  if (threads()) {
+    EXPECT_EQ(cmdline, std::string("ork-worker", 11)) << "not a freshly started ork-worker";
+  } else {
+    EXPECT_NE(cmdline.find("--serve"), std::string::npos) << "not a fork of the resident worker";
+  }
+  std::ofstream(go) << "";
+  EXPECT_EQ(wait_final(shell)["state"], "succeeded");
+  EXPECT_EQ(wait_final(secret)["state"], "succeeded");
+  EXPECT_EQ(read_file(out), "s3cr3t\n");
+  EXPECT_EQ(status_of("t2")["status"], "success");
+}
+
 TEST_P(ResidentWorkerTest, CancelReachesTheAttemptsTask) {
   fs::path ready = dir_ / "ready", shell = dir_ / "shell.pid";
   auto id = dispatch(task(
