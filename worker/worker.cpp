@@ -126,7 +126,7 @@ Worker::Worker(const ObjectProxy& store, json spec, const std::string& spec_key,
   if (log_key_.empty()) log_key_ = dir + "attempt-" + std::to_string(attempt_) + ".log";
 }
 
-void Worker::put_status(const std::string& status, const json& error) {
+void Worker::put_status(const std::string& status, const json& error, const json* output) {
   std::string now = now_str();
   bool done = status != "running";
   json s = {{"status", status},
@@ -135,6 +135,7 @@ void Worker::put_status(const std::string& status, const json& error) {
             {"started_at", started_at_},
             {"finished_at", done ? json(now) : json()},
             {"error", masker_.mask(error)}};
+  if (output) s["output"] = *output;
   std::lock_guard lock(store_mu_);
   store_.put(status_key_, dump(s), {{"content_type", "application/json"}});
 }
@@ -202,18 +203,26 @@ int Worker::run() {
   } catch (const std::exception& e) {
     std::cerr << "[ork-worker] cannot upload the log to " << log_key_ << ": " << e.what() << std::endl;
   }
+  // A small output travels inside the final status (one object less per task); a large one in output_key first.
+  bool inline_output = false;
   if (out.ok) {
     try {
-      with_retries([&] {
-        std::lock_guard lock(store_mu_);
-        store_.put(output_key_, dump(out.output), {{"content_type", "application/json"}});
-      });
+      std::string text = dump(out.output);
+      inline_output = text.size() <= kInlineOutputMax;
+      if (!inline_output)
+        with_retries([&] {
+          std::lock_guard lock(store_mu_);
+          store_.put(output_key_, text, {{"content_type", "application/json"}});
+        });
     } catch (const std::exception& e) {
       out = failure("worker_error", std::string("cannot write the output: ") + e.what());
     }
   }
   try {
-    with_retries([&] { put_status(out.ok ? "success" : "failed", out.ok ? json() : out.error); });
+    with_retries([&] {
+      put_status(out.ok ? "success" : "failed", out.ok ? json() : out.error,
+                 out.ok && inline_output ? &out.output : nullptr);
+    });
   } catch (const std::exception& e) {
     std::cerr << "ork-worker: cannot write the final status to " << status_key_ << ": " << e.what() << std::endl;
     return kExitFailed;

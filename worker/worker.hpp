@@ -15,6 +15,9 @@
 
 namespace ork::worker {
 
+// Outputs up to this size (serialized) go inside the final status.json; larger ones to output.json.
+inline constexpr size_t kInlineOutputMax = 64 * 1024;
+
 // Process exit codes.
 inline constexpr int kExitSuccess = 0, kExitFailed = 1, kExitUsage = 2, kExitCancelled = 143;
 
@@ -47,7 +50,7 @@ class Worker {
   int run();
 
  private:
-  void put_status(const std::string& status, const json& error);
+  void put_status(const std::string& status, const json& error, const json* output = nullptr);
   void beat();
   void upload_log(bool force);
 

@@ -1034,6 +1034,10 @@ bool Engine::read_worker_status(RunState& r, TaskState& t) {
     return false;
   }
   if (s == "success") {
+    if (auto inline_out = st->find("output"); inline_out != st->end()) {  // small outputs come inside the status
+      complete_success(r, t, *inline_out);
+      return true;
+    }
     std::optional<json> out;
     try {
       out = plugins_.objects().get_json(base + "output.json");

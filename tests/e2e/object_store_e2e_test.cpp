@@ -8,6 +8,7 @@
 
 #include "core/util.hpp"
 #include "e2e/e2e_support.hpp"
+#include "support/worker_output.hpp"
 
 using namespace ork::test;
 using ork::json;
@@ -49,7 +50,7 @@ TEST(ObjectStoreE2E, QuickstartRunsWithThisObjectStore) {
     auto status = store->get_json(base + "status.json");
     ASSERT_TRUE(status) << base;
     EXPECT_EQ((*status)["status"], "success");
-    auto output = store->get_json(base + "output.json");
+    auto output = ork::test::attempt_output(*store, *status, base + "output.json");
     ASSERT_TRUE(output) << base;
     EXPECT_EQ(*output, t["output"]);
     EXPECT_NE(std::find(keys.begin(), keys.end(), base + "attempt-1.log"), keys.end()) << json(keys).dump();

@@ -33,6 +33,7 @@
 
 #include "core/util.hpp"
 #include "loader/plugin_loader.hpp"
+#include "support/worker_output.hpp"
 
 #ifndef ORK_WORKER_PATH
 #define ORK_WORKER_PATH "ork-worker"
@@ -333,8 +334,8 @@ TEST_P(ExecutorConformance, SucceedsThroughPendingRunningWithTheWorkersFiles) {
   ASSERT_TRUE(worker_status) << "the worker wrote no status.json";
   EXPECT_EQ((*worker_status)["status"], "success") << worker_status->dump();
   EXPECT_EQ((*worker_status)["attempt"], 1);
-  auto output = objects_->get_json(a.base + "output.json");
-  ASSERT_TRUE(output) << "the worker wrote no output.json";
+  auto output = ork::test::attempt_output(*objects_, *worker_status, a.base + "output.json");
+  ASSERT_TRUE(output) << "the worker wrote no output";
   EXPECT_EQ(*output, (json{{"answer", 42}, {"v", "from env"}}));
   EXPECT_TRUE(objects_->get(a.base + "attempt-1.log")) << "no log";
 }
@@ -448,7 +449,8 @@ TEST_P(ExecutorConformance, FanOutAllReachAFinalState) {
       ADD_FAILURE() << "attempt " << i << ": " << st.dump();
       break;
     }
-    auto out = objects_->get_json(as[i].base + "output.json");
+    auto out = ork::test::attempt_output(*objects_, objects_->get_json(as[i].base + "status.json").value_or(json()),
+                                         as[i].base + "output.json");
     EXPECT_TRUE(out && *out == json({{"i", i}})) << i << ": " << (out ? out->dump() : "no output");
     ++ok;
   }

@@ -11,6 +11,7 @@
 
 #include "core/util.hpp"
 #include "loader/plugin_loader.hpp"
+#include "support/worker_output.hpp"
 
 extern char** environ;
 
@@ -107,7 +108,7 @@ class CppTaskTest : public ::testing::Test {
     ::waitpid(pid, &st, 0);
     r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     r.status = store_->get_json(spec["status_key"]).value_or(json());
-    r.output = store_->get_json(spec["output_key"]);
+    r.output = ork::test::attempt_output(*store_, r.status, spec["output_key"]);
     r.log = store_->get(spec["log_key"]).value_or("");
     return r;
   }

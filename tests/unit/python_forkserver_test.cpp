@@ -20,6 +20,7 @@
 
 #include "core/util.hpp"
 #include "loader/plugin_loader.hpp"
+#include "support/worker_output.hpp"
 
 extern char** environ;
 
@@ -209,7 +210,7 @@ def main(input: dict) -> dict:
     r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     r.worker_stderr = read_text(s.stderr_file);
     r.status = store_->get_json(s.spec["status_key"]).value_or(json());
-    r.output = store_->get_json(s.spec["output_key"]);
+    r.output = ork::test::attempt_output(*store_, r.status, s.spec["output_key"]);
     r.log = store_->get(s.spec["log_key"]).value_or("");
     return r;
   }

@@ -13,6 +13,7 @@
 
 #include "core/util.hpp"
 #include "loader/plugin_loader.hpp"
+#include "support/worker_output.hpp"
 
 extern char** environ;
 
@@ -139,7 +140,7 @@ class RustTaskTest : public ::testing::Test {
     ::waitpid(s.pid, &st, 0);
     r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     r.status = store_->get_json(s.spec["status_key"]).value_or(json());
-    r.output = store_->get_json(s.spec["output_key"]);
+    r.output = ork::test::attempt_output(*store_, r.status, s.spec["output_key"]);
     r.log = store_->get(s.spec["log_key"]).value_or("");
     return r;
   }

@@ -18,6 +18,7 @@
 
 #include "core/util.hpp"
 #include "loader/plugin_loader.hpp"
+#include "support/worker_output.hpp"
 
 extern char** environ;
 
@@ -193,7 +194,7 @@ class WorkerTest : public ::testing::Test {
     r.worker_stderr = read_text(stderr_file_);
     if (spec.is_object()) {
       r.status = store_->get_json(spec["status_key"]).value_or(json());
-      r.output = store_->get_json(spec["output_key"]);
+      r.output = ork::test::attempt_output(*store_, r.status, spec["output_key"]);
       r.log = store_->get(spec["log_key"]).value_or("");
     }
     return r;
@@ -254,6 +255,23 @@ TEST_F(WorkerTest, ShellOutputIsTheLastStdoutLineWhenItIsJson) {
   EXPECT_LE(r.status["started_at"].get<std::string>(), r.status["finished_at"].get<std::string>());
   EXPECT_NO_THROW(ork::parse_time(r.status["heartbeat"].get<std::string>()));
   EXPECT_NE(r.log.find("pi=[]"), std::string::npos) << "a null parallel_index is an empty variable";
+}
+
+TEST_F(WorkerTest, SmallOutputsAreInsideTheStatusLargeOnesInOutputJson) {
+  json spec = make_spec({{"command", "echo '{\"small\": 1}'"}});
+  auto r = run(spec);
+  EXPECT_SUCCESS(r);
+  EXPECT_EQ(r.status["output"], json({{"small", 1}}));
+  EXPECT_FALSE(store_->get(spec["output_key"])) << "no output.json for a small output";
+
+  // 100 KB of output (over the 64 KiB inline limit): output.json, written before the status, which has no copy.
+  json big_spec = make_spec({{"command", "printf '{\"big\": \"%0100000d\"}' 0 > \"$ORK_OUTPUT_FILE\""}});
+  auto b = run(big_spec);
+  EXPECT_SUCCESS(b);
+  EXPECT_FALSE(b.status.contains("output")) << "a large output is not repeated in the status";
+  auto file = store_->get_json(big_spec["output_key"]);
+  ASSERT_TRUE(file);
+  EXPECT_EQ((*file)["big"].get<std::string>().size(), 100000u);
 }
 
 TEST_F(WorkerTest, ShellOutputFileWinsOverStdout) {
