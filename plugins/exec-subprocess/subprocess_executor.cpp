@@ -483,9 +483,12 @@ class SubprocessExecutor : public ork::Executor {
       running_.erase(id);
       children_.erase(id);
       if (!sent || !may_abandon) ork::throw_unavailable(m);
-      server->closing = true;  // takes no more attempts; exits once it runs again and its attempts end
+      // Killed, not just left: a worker that is only slow would still start the request waiting in its pipe while
+      // the attempt runs elsewhere. Its forks live on (watched as orphans); its thread attempts end as lost.
+      server->closing = true;
+      ::kill(server->pid, SIGKILL);  // our unreaped child: the pid cannot have been reused
       lock.unlock();
-      host_.log(ORK_LOG_WARN, m + ": abandoning it, starting another");
+      host_.log(ORK_LOG_WARN, m + ": killed it, starting another");
       std::lock_guard wlock(write_mu_);
       server->in.reset();
       return std::nullopt;
