@@ -200,7 +200,10 @@ class SubprocessExecutor : public ork::Executor {
       std::lock_guard lock(write_mu_);
       srv->in.reset();
     }
-    if (!kill_on_destroy_) return;  // children outlive the host; it re-attaches through their status files
+    if (!kill_on_destroy_) {  // children outlive the host; it re-attaches through their status files
+      reap_idle_servers(false);
+      return;
+    }
     std::vector<pid_t> pids;
     for (auto& [id, c] : children_)
       if (c.running() && c.pid > 0) {
@@ -213,6 +216,7 @@ class SubprocessExecutor : public ork::Executor {
       while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
       }
     }
+    reap_idle_servers(true);
   }
 
   json dispatch(const json& cfg) override {
@@ -405,6 +409,21 @@ class SubprocessExecutor : public ork::Executor {
     servers_.push_back(server);
     host_.log(ORK_LOG_DEBUG, "exec-subprocess: started resident worker pid " + std::to_string(pid));
     return server;
+  }
+
+  // At destruction, stdin closed: waits (up to 2 s) for each resident worker with no attempt of ours left (`all`: every
+  // one, its attempts were just killed) and reaps it, so none stays a zombie when our parent does not reap orphans.
+  // One still running attempts is left to finish them.
+  void reap_idle_servers(bool all) {
+    for (auto& srv : servers_) {
+      if (!srv->pidfd) continue;
+      bool busy = false;
+      for (const auto& id : running_)
+        if (children_.at(id).server == srv) busy = true;
+      if (busy && !all) continue;
+      pollfd p{srv->pidfd.get(), POLLIN, 0};
+      if (::poll(&p, 1, 2000) > 0) ::waitpid(srv->pid, nullptr, WNOHANG);
+    }
   }
 
   // Writes one request line to a resident worker; false when it is gone.

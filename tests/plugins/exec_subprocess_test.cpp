@@ -540,6 +540,15 @@ TEST_P(ResidentWorkerTest, AResidentWorkerThatDoesNotAnswerIsAbandoned) {
   EXPECT_TRUE(eventually([&] { return !alive(stuck); }, 5s));
 }
 
+TEST_P(ResidentWorkerTest, DestroyReapsAnIdleResidentWorker) {
+  auto ex = load(json::object());
+  auto id = dispatch(*ex, task("z", "true"));
+  EXPECT_EQ(wait_final(id)["state"], "succeeded");
+  pid_t server = server_of(id);
+  ex.reset();  // host shutdown: stdin closes, the idle worker exits and is reaped (no zombie under a non-reaping init)
+  EXPECT_FALSE(fs::exists("/proc/" + std::to_string(server))) << "resident worker " << server << " left a zombie";
+}
+
 TEST_P(ResidentWorkerTest, AnIdleResidentWorkerExits) {
   auto ex = load({{"resident_idle_ms", 200}});
   auto id = dispatch(*ex, task("f", "true"));
