@@ -384,6 +384,7 @@ ork_w1=$(value_of ork W1)
 rows+=("floor: posix_spawn /bin/true x $N1, sequential|spawn_floor.cpp (g++ -O2)|$(fmt "$fseq" 1)|tasks/s|$(speed_vs_ork "$fseq" "$ork_w1" W1)|-|")
 rows+=("floor: posix_spawn /bin/true x $N1, 2 in flight|spawn_floor.cpp (g++ -O2)|$(fmt "$fpar" 1)|tasks/s|$(speed_vs_ork "$fpar" "$ork_w1" W1)|-|")
 
+notes+=("W2: Ork writes four new files or folders per task (task folder, spec, log, status with the output); on ext4 right after thousands of deletions nearby (e.g. just after \`make test\` in /tmp), the inode allocator's scan past recently deleted inodes added up to 1 ms per hop here. Each run gets a fresh folder.")
 notes+=("W1-W3: task body \`true\` everywhere (make execs it without a shell; snakemake runs \`true; touch {output}\` because its jobs must create their output; Celery's task runs \`subprocess.run([\"true\"])\`). Times include tool start-up, except Celery's worker and Redis, started once before the runs as a deployed Celery would be (its client's start-up is included).")
 # Rows and notes go to the files of bench/all.sh (one table for every workload), or to a table of their own.
 publish_rows "$runs"
