@@ -110,17 +110,6 @@ std::optional<std::string> lookup(const EnvMap& env, const std::string& key) {
   return it->second;
 }
 
-// The process environment as a map.
-EnvMap process_env() {
-  EnvMap env;
-  for (char** e = environ; *e; ++e) {
-    std::string_view kv(*e);
-    auto eq = kv.find('=');
-    if (eq != std::string_view::npos) env[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
-  }
-  return env;
-}
-
 // The worker's environment without the object-store reference, plus spec.env and the task context variables.
 EnvMap task_env(const json& spec, const AttemptEnv* attempt) {
   EnvMap env = attempt ? attempt->env : process_env();
@@ -993,6 +982,16 @@ TaskOutcome run_dbt(const json& spec, const std::string& executor, const std::st
 }
 
 }  // namespace
+
+EnvMap process_env() {
+  EnvMap env;
+  for (char** e = environ; *e; ++e) {
+    std::string_view kv(*e);
+    auto eq = kv.find('=');
+    if (eq != std::string_view::npos) env[std::string(kv.substr(0, eq))] = std::string(kv.substr(eq + 1));
+  }
+  return env;
+}
 
 TaskOutcome failure(const std::string& type, const std::string& message, json details) {
   TaskOutcome o;

@@ -26,6 +26,9 @@ TaskOutcome failure(const std::string& type, const std::string& message, json de
 
 using EnvMap = std::map<std::string, std::string>;
 
+// This process's environment as a map.
+EnvMap process_env();
+
 // What an attempt on a thread of the resident worker has instead of its own process environment and working
 // directory: the worker environment a forked attempt would have, and the directory it would have changed to.
 struct AttemptEnv {

@@ -28,8 +28,6 @@
 
 #include "loader/plugin_loader.hpp"
 
-extern char** environ;
-
 namespace ork::worker {
 
 namespace {
@@ -132,17 +130,6 @@ const ObjectProxy* preload_store(const std::string& store,
     return nullptr;  // the child loads it again and reports the error on its own stderr
   }
   return instances.emplace(store, std::move(proxy)).first->second.get();
-}
-
-// The process environment as a map.
-EnvMap environ_map() {
-  EnvMap env;
-  for (char** e = environ; e && *e; ++e) {
-    std::string_view kv(*e);
-    auto eq = kv.find('=');
-    if (eq != std::string_view::npos && eq > 0) env.emplace(kv.substr(0, eq), kv.substr(eq + 1));
-  }
-  return env;
 }
 
 // An attempt's whole worker environment: the request's `env`, or with "env_from": "server" the environment this
@@ -283,7 +270,7 @@ int serve() {
     std::cerr << "ork-worker --serve: signalfd/eventfd: " << ::strerror(errno) << std::endl;
     return kExitUsage;
   }
-  const EnvMap base_env = environ_map();  // what requests with "env_from": "server" are relative to
+  const EnvMap base_env = process_env();  // what requests with "env_from": "server" are relative to
   const char* threads_env = std::getenv("ORK_WORKER_THREADS");
   const bool threads_enabled = !(threads_env && std::string(threads_env) == "0");
 

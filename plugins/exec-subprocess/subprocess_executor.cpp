@@ -325,11 +325,13 @@ class SubprocessExecutor : public ork::Executor {
       return json{
           {"state", "unknown"}, {"exit_code", nullptr}, {"signal", nullptr}, {"message", "unknown executor_id"}};
     const Child& c = it->second;
-    return json{{"state", c.state},
-                {"exit_code", c.exit_code ? json(*c.exit_code) : json(nullptr)},
-                {"signal", c.signal ? json(*c.signal) : json(nullptr)},
-                {"message", c.message},
-                {"pid", c.pid > 0 ? json(c.pid) : json(nullptr)}};
+    json st{{"state", c.state},
+            {"exit_code", c.exit_code ? json(*c.exit_code) : json(nullptr)},
+            {"signal", c.signal ? json(*c.signal) : json(nullptr)},
+            {"message", c.message},
+            {"pid", c.pid > 0 ? json(c.pid) : json(nullptr)}};
+    if (c.in_thread) st["task_pid"] = c.task_pid > 0 ? json(c.task_pid) : json(nullptr);  // the task's process group
+    return st;
   }
 
   json cancel(const json& a) override {

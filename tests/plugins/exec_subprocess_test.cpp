@@ -459,7 +459,8 @@ TEST_P(ResidentWorkerTest, AnAttemptThatCannotBeAThreadRunsBesideThreadAttempts)
   auto secret = dispatch(with_secret);
   pid_t pid = events_->for_id(secret).at(0)["pid"].get<pid_t>();
   EXPECT_EQ(ppid_of(pid), server_of(secret));
-  std::string cmdline = read_file("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string cmdline;  // empty for a moment while the new program is still being set up
+  EXPECT_TRUE(eventually([&] { return !(cmdline = read_file("/proc/" + std::to_string(pid) + "/cmdline")).empty(); }));
   if (threads()) {
     EXPECT_EQ(cmdline, std::string("ork-worker", 11)) << "not a freshly started ork-worker";
   } else {
@@ -502,6 +503,10 @@ TEST_P(ResidentWorkerTest, AnAttemptOutlivesItsResidentWorkerOnlyAsAFork) {
   auto id = dispatch(
       task("d", "echo $$ > " + shell.string() + "; while [ ! -e " + go.string() + " ]; do sleep 0.05; done; echo 7"));
   ASSERT_TRUE(eventually([&] { return !events_->for_id(id).empty() && !read_file(shell).empty(); }));
+  // A thread attempt's task is known to the executor once the worker reported its process group.
+  if (threads()) {
+    ASSERT_TRUE(eventually([&] { return exec_->status({{"executor_id", id}})["task_pid"].is_number(); }));
+  }
   pid_t task_shell = static_cast<pid_t>(std::stol(read_file(shell)));
   pid_t server = server_of(id);
   ::kill(server, SIGKILL);
