@@ -532,12 +532,12 @@ TEST_P(ResidentWorkerTest, AnAttemptOutlivesItsResidentWorkerOnlyAsAFork) {
 }
 
 TEST_P(ResidentWorkerTest, AResidentWorkerThatDoesNotAnswerIsAbandoned) {
-  auto ex = load({{"resident_answer_ms", 300}});
+  auto ex = load({{"resident_answer_ms", 1000}});
   auto first = dispatch(*ex, task("s1", "true"));
   EXPECT_EQ(wait_final(first)["state"], "succeeded");
   pid_t stuck = server_of(first);
   ASSERT_EQ(::kill(stuck, SIGSTOP), 0);
-  auto next = dispatch(*ex, task("s2", "echo 2"));  // no pid within 300 ms: a new resident worker takes it
+  auto next = dispatch(*ex, task("s2", "echo 2"));  // no pid within 1 s: a new resident worker takes it
   EXPECT_NE(server_of(next), stuck);
   EXPECT_EQ(wait_final(next)["state"], "succeeded");
   EXPECT_EQ(status_of("s2")["status"], "success");
