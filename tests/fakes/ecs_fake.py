@@ -76,7 +76,9 @@ class Handler(BaseHandler):
         if path == "/_fake/forget" and self.command == "POST":
             body = self.read_json() or {}
             with self.state.lock:
-                self.state.tasks.pop(body.get("task") or self.query.get("task", ""), None)
+                t = self.state.tasks.pop(body.get("task") or self.query.get("task", ""), None)
+            if t and t.get("_runner"):  # forgotten by the API; its process must not outlive the test
+                t["_runner"].kill(0.5)
             return self.send_json(200, {"ok": True})
         return super().fake_control(path)
 
