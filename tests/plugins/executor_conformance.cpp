@@ -391,7 +391,7 @@ TEST_P(ExecutorConformance, LostJobIsReportedNotHung) {
   std::string lose = GetParam().lose();
   ASSERT_FALSE(lose.empty()) << "set ORK_CONFORMANCE_LOSE_COMMAND: a shell command deleting the backend's job "
                                 "$ORK_CONFORMANCE_EXECUTOR_ID (the lost-job case is part of the contract)";
-  auto a = dispatch("sleep 300", "lost");
+  auto a = dispatch("sleep 60", "lost");  // long enough to be lost while running; an orphaned sleep ends soon
   json st = wait_status(
       a.executor_id, [](const json& s) { return s.value("state", "") == "running"; }, wait_budget());
   ASSERT_EQ(st["state"], "running") << st.dump();
