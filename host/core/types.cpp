@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <ork/suggest.hpp>
 #include <set>
 
 namespace ork {
@@ -319,34 +320,11 @@ class ExprParser {
       std::vector<std::string> candidates(known_.begin(), known_.end());
       for (const auto& [b, k] : builtins()) candidates.push_back(b);
       for (const char* c : {"list", "dict", "Optional", "Literal"}) candidates.push_back(c);
-      hint = closest(name, candidates);
+      hint = closest_name(name, candidates);
     }
     throw TypeError(path_, "unknown type '" + name + "'" + (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
                                (s_ == name ? "" : " in '" + s_ + "'") +
                                " (not declared under 'types' and not a builtin)");
-  }
-
-  // The candidate within a small edit distance of `word`, or "".
-  static std::string closest(const std::string& word, const std::vector<std::string>& candidates) {
-    auto distance = [](const std::string& a, const std::string& b) {
-      std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-      for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-      for (size_t i = 1; i <= a.size(); ++i) {
-        cur[0] = i;
-        for (size_t j = 1; j <= b.size(); ++j)
-          cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-        std::swap(prev, cur);
-      }
-      return prev[b.size()];
-    };
-    size_t best = std::min<size_t>(3, word.size() / 2 + 1);
-    std::string pick;
-    for (const auto& c : candidates)
-      if (size_t d = distance(word, c); d < best) {
-        best = d;
-        pick = c;
-      }
-    return pick;
   }
 
   static TypePtr named(const std::string& alias) {

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <ork/suggest.hpp>
 #include <queue>
 #include <set>
 #include <sstream>
@@ -222,33 +223,9 @@ bool is_bool_true(const std::string& s) {
   return s == "true" || s == "True" || s == "TRUE";
 }
 
-int levenshtein(const std::string& a, const std::string& b) {
-  std::vector<int> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = static_cast<int>(j);
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = static_cast<int>(i);
-    for (size_t j = 1; j <= b.size(); ++j) {
-      int sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
-    }
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
-// " (did you mean 'x'?)" for the closest candidate within edit distance 2 (and at most half the word, so "zz"
-// does not suggest "a"), else "".
+// " (did you mean 'x'?)" for the closest candidate within edit distance 2 (and at most half the word), else "".
 std::string suggest(const std::string& word, const std::vector<std::string>& candidates) {
-  int best = std::min(3, static_cast<int>(word.size()) / 2 + 1);
-  std::string pick;
-  for (const auto& c : candidates) {
-    int d = levenshtein(word, c);
-    if (d < best) {
-      best = d;
-      pick = c;
-    }
-  }
-  return pick.empty() ? "" : " (did you mean '" + pick + "'?)";
+  return did_you_mean(word, candidates);
 }
 
 // ---- Diagnostics collection ----

@@ -12,6 +12,7 @@
 #include <functional>
 #include <initializer_list>
 #include <map>
+#include <ork/suggest.hpp>
 #include <set>
 #include <sstream>
 #include <string_view>
@@ -568,29 +569,12 @@ class Importer {
   }
 
   // ---- graph ----
+  // " (did you mean 'x'?)" for the known model closest to `name` (edit distance under 3), else "".
   std::string suggest(const std::string& name) const {
-    std::string best;
-    size_t best_d = 3;
-    for (const auto& [k, v] : nodes_) {
-      size_t d = edit_distance(name, k);
-      if (d < best_d) {
-        best_d = d;
-        best = k;
-      }
-    }
-    return best.empty() ? "" : " (did you mean '" + best + "'?)";
-  }
-  static size_t edit_distance(const std::string& a, const std::string& b) {
-    if (a.size() > b.size() + 3 || b.size() > a.size() + 3) return 99;
-    std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-    for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-    for (size_t i = 1; i <= a.size(); ++i) {
-      cur[0] = i;
-      for (size_t j = 1; j <= b.size(); ++j)
-        cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      std::swap(prev, cur);
-    }
-    return prev[b.size()];
+    std::vector<std::string> names;
+    names.reserve(nodes_.size());
+    for (const auto& [k, v] : nodes_) names.push_back(k);
+    return ork::did_you_mean(name, names, 3);
   }
 
   void resolve() {
