@@ -26,6 +26,7 @@ using ork::PluginCallError;
 namespace t = ork::test;
 
 using ork::test::emulator_file;
+using ork::test::ScopedEnv;
 
 std::unique_ptr<ObjectProxy> open(const std::string& lib, const json& cfg) {
   return ork::load_plugin<ObjectProxy>("object", lib, cfg);
@@ -53,25 +54,6 @@ std::string load_error(const std::string& lib, const json& cfg) {
 std::string ns() {
   return "cloud-test/" + ork::common::random_hex(6) + "/";
 }
-
-// Sets an environment variable for the scope of a test.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    ::setenv(name, value.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      ::setenv(name_, old_->c_str(), 1);
-    else
-      ::unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 // ---- S3 (moto)
 

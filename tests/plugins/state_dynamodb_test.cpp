@@ -28,6 +28,7 @@ using ork::StateProxy;
 namespace t = ork::test;
 
 using ork::test::emulator_file;
+using ork::test::ScopedEnv;
 
 std::unique_ptr<StateProxy> open(const json& cfg) {
   return ork::load_plugin<StateProxy>("state", "ork-state-dynamodb", cfg);
@@ -51,28 +52,6 @@ std::string load_error(const json& cfg) {
   }
   return "";
 }
-
-// Sets (or with nullopt unsets) an environment variable for the scope of a test.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, std::optional<std::string> value) : name_(name) {
-    if (const char* old = std::getenv(name)) old_ = old;
-    if (value)
-      ::setenv(name, value->c_str(), 1);
-    else
-      ::unsetenv(name);
-  }
-  ~ScopedEnv() {
-    if (old_)
-      ::setenv(name_, old_->c_str(), 1);
-    else
-      ::unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
 
 // tests/support/dynamodb_proxy.py in front of the emulator, stopped by its PID at scope end.
 class FaultProxy {
