@@ -42,6 +42,7 @@ TEST(StateStoreE2E, QuickstartRunsWithThisStateStore) {
   json runs = st->list_runs({{"limit", 10}})["runs"];
   ASSERT_EQ(runs.size(), 1u) << runs.dump();
   EXPECT_EQ(runs[0]["status"], "success");
+  EXPECT_TRUE(runs[0]["owner"].is_null()) << "the host released its lease";
   EXPECT_EQ(runs[0]["workflow_name"], "data_pipeline");
   json tasks = st->get_task_runs({{"run_id", runs[0]["id"]}})["tasks"];
   ASSERT_EQ(tasks.size(), 2u);
