@@ -8,7 +8,7 @@
 
 #include "core/util.hpp"
 #include "e2e/e2e_support.hpp"
-#include "support/worker_output.hpp"
+#include "support/plugin_support.hpp"
 
 using namespace ork::test;
 using ork::json;

@@ -33,7 +33,7 @@
 
 #include "core/util.hpp"
 #include "loader/plugin_loader.hpp"
-#include "support/worker_output.hpp"
+#include "support/plugin_support.hpp"
 
 #ifndef ORK_WORKER_PATH
 #define ORK_WORKER_PATH "ork-worker"

@@ -27,6 +27,9 @@
 
 #include "core/util.hpp"
 #include "loader/plugin_loader.hpp"
+#include "support/plugin_support.hpp"
+
+using ork::test::code_of;
 
 namespace {
 
@@ -143,17 +146,6 @@ json task_record(const std::string& run_id, const std::string& name, int64_t seq
           {"finished_at", nullptr},
           {"created_at", ts()},
           {"seq", seq}};
-}
-
-// The ork_status a call failed with, or ORK_OK.
-template <class F>
-int code_of(F&& f) {
-  try {
-    f();
-    return ORK_OK;
-  } catch (const ork::PluginCallError& e) {
-    return e.code();
-  }
 }
 
 // ---- Fixture

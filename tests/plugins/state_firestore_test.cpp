@@ -22,7 +22,10 @@
 
 #include "core/util.hpp"
 #include "loader/plugin_loader.hpp"
+#include "support/plugin_support.hpp"
 #include "support/test_support.hpp"
+
+using ork::test::code_of;
 
 namespace {
 
@@ -44,16 +47,6 @@ json config(const std::string& endpoint = emulator_endpoint()) {
 
 std::unique_ptr<StateProxy> open(const json& cfg) {
   return ork::load_plugin<StateProxy>("state", "ork-state-firestore", cfg);
-}
-
-template <class F>
-int code_of(F&& f) {
-  try {
-    f();
-    return ORK_OK;
-  } catch (const ork::PluginCallError& e) {
-    return e.code();
-  }
 }
 
 json run_record(const std::string& id, const std::string& status = "pending") {

@@ -21,6 +21,9 @@
 
 #include "core/util.hpp"
 #include "loader/plugin_loader.hpp"
+#include "support/plugin_support.hpp"
+
+using ork::test::code_of;
 
 namespace {
 
@@ -64,16 +67,6 @@ std::string psql(const std::string& sql) {
   auto st = PQresultStatus(r.get());
   if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) throw std::runtime_error(PQresultErrorMessage(r.get()));
   return PQntuples(r.get()) > 0 ? PQgetvalue(r.get(), 0, 0) : "";
-}
-
-template <class F>
-int code_of(F&& f) {
-  try {
-    f();
-    return ORK_OK;
-  } catch (const ork::PluginCallError& e) {
-    return e.code();
-  }
 }
 
 template <class F>

@@ -13,7 +13,7 @@
 
 #include "core/util.hpp"
 #include "loader/plugin_loader.hpp"
-#include "support/worker_output.hpp"
+#include "support/plugin_support.hpp"
 
 extern char** environ;
 

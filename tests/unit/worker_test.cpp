@@ -18,7 +18,7 @@
 
 #include "core/util.hpp"
 #include "loader/plugin_loader.hpp"
-#include "support/worker_output.hpp"
+#include "support/plugin_support.hpp"
 
 extern char** environ;
 
